@@ -1,0 +1,636 @@
+"""Case records: one pydantic model per kind (RULES.md "Kinds and their fields"), joined by ``kind``.
+
+Everything downstream (measures, both executors, reports) trusts these models, so the checks that make a
+number meaningful live here, once: time zones are settled (every time is Asia/Shanghai, SPEC "Time
+semantics"), dates outside the working-day calendar are refused instead of guessed, money is an exact
+``Decimal`` in fen, and an end before its start is an error at the end's own JSON path.
+
+Validation collects every problem of a record in one pass (pydantic does the collecting), and
+``validate_case`` turns pydantic's locations into the JSON paths users see (``pauses[1].end``).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    PlainValidator,
+    SerializationInfo,
+    TypeAdapter,
+    ValidationError,
+    ValidationInfo,
+    WithJsonSchema,
+)
+from pydantic_core import PydanticCustomError
+
+__all__ = [
+    "CASE_MODELS",
+    "KINDS",
+    "SHANGHAI",
+    "Approval",
+    "BankruptcyCase",
+    "Case",
+    "CaseBase",
+    "CaseError",
+    "CccExemption",
+    "CompanyStartup",
+    "ConstructionProject",
+    "CustomsDeclaration",
+    "Deregistration",
+    "Exemption",
+    "GasConnection",
+    "InternalWorks",
+    "InvalidCase",
+    "Loan",
+    "Pause",
+    "PowerConnection",
+    "ProcurementContract",
+    "PropertyRegistration",
+    "ServiceReview",
+    "Timestamp",
+    "WaterConnection",
+    "case_adapter",
+    "case_json_schema",
+    "local_date",
+    "to_fen",
+    "validate_case",
+]
+
+SHANGHAI = ZoneInfo("Asia/Shanghai")
+
+# ---------------------------------------------------------------------------------------------------------
+# Time
+# ---------------------------------------------------------------------------------------------------------
+
+_calendar_bounds: tuple[date, date] | None = None
+
+
+def _covered() -> tuple[date, date]:
+    """First and last day of the working-day calendar, loaded once on first use.
+
+    Loaded lazily so that importing the models (e.g. for the JSON Schema) does not read calendar data,
+    and cached in a module global because it is consulted for every timestamp of every case.
+    """
+    global _calendar_bounds
+    if _calendar_bounds is None:
+        from engine.calendar import load_calendar
+
+        cal = load_calendar()
+        _calendar_bounds = (cal.first, cal.last)
+    return _calendar_bounds
+
+
+def _in_calendar(value: date | datetime) -> date | datetime:
+    """Refuse a date the calendar cannot judge: SPEC says an uncovered year is an error, never a guess."""
+    day = value.date() if isinstance(value, datetime) else value
+    first, last = _calendar_bounds or _covered()
+    if not first <= day <= last:
+        raise PydanticCustomError(
+            "year_not_covered",
+            "year {year} is outside the working-day calendar ({first}–{last}); "
+            "add its State Council holiday notice as calendars/cn/{year}.toml",
+            {"year": day.year, "first": first.year, "last": last.year},
+        )
+    return value
+
+
+def _parse_timestamp(value: Any) -> date | datetime:
+    """ISO 8601 string, ``date`` or ``datetime`` → a ``date`` or an aware Asia/Shanghai ``datetime``.
+
+    A date alone stays a date: day-granularity rules must not invent a time of day for it. A time with an
+    offset is converted to UTC+8 and a naive one is read as UTC+8, so every later comparison and every
+    local date is taken in the one zone the standards are written for.
+    """
+    if isinstance(value, str):
+        text = value.strip()
+        try:
+            if "T" in text or "t" in text or " " in text:
+                parsed: date | datetime = datetime.fromisoformat(text)
+            else:
+                parsed = date.fromisoformat(text)
+        except ValueError as exc:
+            raise PydanticCustomError(
+                "timestamp_parsing",
+                "must be an ISO 8601 date or timestamp, got {input} ({reason})",
+                {"input": repr(value), "reason": str(exc).split(": ")[0]},
+            ) from None
+    elif isinstance(value, date):
+        parsed = value
+    else:
+        raise PydanticCustomError(
+            "timestamp_type", "must be an ISO 8601 date or timestamp string, got {type}",
+            {"type": type(value).__name__},
+        )
+    if isinstance(parsed, datetime):
+        if parsed.tzinfo is None:
+            # combine() attaches the zone ~4x faster than replace(tzinfo=…), which matters per timestamp.
+            parsed = datetime.combine(parsed, parsed.time(), SHANGHAI)
+        else:
+            parsed = parsed.astimezone(SHANGHAI)
+    return _in_calendar(parsed)
+
+
+def _serialize_timestamp(value: date | datetime, info: SerializationInfo) -> date | datetime | str:
+    """ISO 8601 in JSON (a datetime keeps its +08:00 offset); the objects themselves in Python mode."""
+    return value.isoformat() if info.mode_is_json() else value
+
+
+Timestamp = Annotated[
+    date | datetime,
+    PlainValidator(_parse_timestamp),
+    PlainSerializer(_serialize_timestamp),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "description": (
+                "ISO 8601 date (2026-03-02) or timestamp (2026-03-02T09:30:00+08:00). Without an offset a "
+                "timestamp is Asia/Shanghai time; with one it is converted to Asia/Shanghai. Must fall in "
+                "a year covered by the working-day calendar."
+            ),
+        }
+    ),
+]
+"""Every date/time field: a ``date`` (date alone) or an aware ``datetime`` in Asia/Shanghai."""
+
+
+def local_date(t: date | datetime) -> date:
+    """The Asia/Shanghai calendar date of ``t``: what day-granularity rules count from."""
+    if isinstance(t, datetime):
+        return t.astimezone(SHANGHAI).date() if t.tzinfo is not None else t.date()
+    return t
+
+
+def _is_before(end: date | datetime, start: date | datetime) -> bool:
+    """SPEC: instants when both sides carry a time, local dates when either is a date alone."""
+    if isinstance(end, datetime) and isinstance(start, datetime):
+        return end < start
+    return local_date(end) < local_date(start)
+
+
+def _not_before(start_field: str, label: str | None = None) -> AfterValidator:
+    """Validator for an end field: it must not be earlier than ``start_field`` of the same object.
+
+    Done as a field validator (reading the already validated start from ``info.data``) rather than a
+    model validator, so the error sits at the end's own path and is reported together with every other
+    problem of the record; a model validator would only run once all fields were valid.
+    """
+    name = label or start_field
+
+    def check(value: date | datetime | None, info: ValidationInfo) -> date | datetime | None:
+        if value is None:
+            return None
+        start = info.data.get(start_field)
+        if start is not None and _is_before(value, start):
+            raise PydanticCustomError(
+                "end_before_start",
+                "must not be earlier than {start_field} ({start})",
+                {"start_field": name, "start": start.isoformat()},
+            )
+        return value
+
+    return AfterValidator(check)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Numbers
+# ---------------------------------------------------------------------------------------------------------
+
+
+def _no_bool(value: Any) -> Any:
+    """pydantic's lax mode reads ``true`` as 1; for a length, a count or an amount that is a wrong type."""
+    if value.__class__ is bool:
+        raise PydanticCustomError("number_type", "must be a number, not true/false")
+    return value
+
+
+def _finite_number(value: Any) -> Any:
+    """Refuse bools, and NaN/inf (also as strings) before the bound check would misreport them as negative."""
+    cls = value.__class__
+    if cls is int:
+        return value
+    if cls is bool:
+        raise PydanticCustomError("number_type", "must be a number, not true/false")
+    if cls is str:
+        try:
+            value = float(value)
+        except ValueError:
+            return value  # pydantic reports "must be a number"
+        cls = float
+    if cls is float and not math.isfinite(value):
+        raise PydanticCustomError("finite_number", "must be a finite number")
+    return value
+
+
+def _whole_fen(value: Decimal) -> Decimal:
+    """At most 2 decimal places once trailing zeros are ignored ("1.230" is 1.23 yuan, "1.234" is not)."""
+    if to_fen_or_none(value) is None:
+        raise PydanticCustomError("decimal_max_places", "must have at most 2 decimal places (fen)")
+    return value
+
+
+# Lengths, areas, flows, capacities: finite, ≥ 0; numeric strings accepted (systems export both).
+NonNegativeFloat = Annotated[float, BeforeValidator(_finite_number), Field(ge=0, allow_inf_nan=False)]
+PositiveInt = Annotated[int, BeforeValidator(_no_bool), Field(ge=1)]
+NonNegativeInt = Annotated[int, BeforeValidator(_no_bool), Field(ge=0)]
+# CNY amounts: exact decimals so that 5 % and 30 % thresholds compare exactly, in whole fen.
+Money = Annotated[Decimal, Field(ge=0, allow_inf_nan=False), AfterValidator(_whole_fen)]
+PositiveMoney = Annotated[Decimal, Field(gt=0, allow_inf_nan=False), AfterValidator(_whole_fen)]
+
+
+def to_fen_or_none(amount: Decimal) -> int | None:
+    """Whole fen of ``amount``, or None when it is not finite or has a fraction of a fen."""
+    if not amount.is_finite():
+        return None
+    fen = amount.scaleb(2)
+    if fen != fen.to_integral_value():
+        return None
+    return int(fen)
+
+
+def to_fen(amount: Decimal) -> int:
+    """An amount in CNY as integer fen (分), so ratios such as 5 % of a contract compare exactly."""
+    fen = to_fen_or_none(amount)
+    if fen is None:
+        raise ValueError(f"{amount} is not a whole number of fen")
+    return fen
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Models
+# ---------------------------------------------------------------------------------------------------------
+
+Text = Annotated[str, Field(min_length=1)]
+OptionalTimestamp = Timestamp | None
+
+
+class _Record(BaseModel):
+    """Unknown fields are kept (they round-trip) but no rule reads them: exporting systems add their own."""
+
+    model_config = ConfigDict(extra="allow")
+
+
+class Pause(_Record):
+    """A clock stop (暂停计时); only reasons a rule names are excluded, ``other`` never is."""
+
+    reason: Literal["user_internal_works", "gas_tightness_test", "pressure_pipeline_inspection", "other"]
+    start: Timestamp
+    end: Annotated[OptionalTimestamp, _not_before("start")] = None
+
+
+class Exemption(_Record):
+    """A documented exception for an exemptible rule (原则上/一般应); the reason is echoed in the verdict."""
+
+    rule: str
+    reason: Text
+
+
+class Approval(_Record):
+    """External-works approval: commitment filing (承诺备案) or administrative approval (行政审批)."""
+
+    mode: Literal["commitment_filing", "administrative_approval"]
+    submitted_at: Timestamp
+    approved_at: Annotated[OptionalTimestamp, _not_before("submitted_at")] = None
+
+
+class InternalWorks(_Record):
+    """Gas internal works (内线施工) from start to acceptance (验收合格), task (32)."""
+
+    started_at: Timestamp
+    accepted_at: Annotated[OptionalTimestamp, _not_before("started_at")] = None
+
+
+class CaseBase(_Record):
+    """Fields every kind carries (SPEC "Case records")."""
+
+    case_id: Annotated[str, Field(min_length=1, max_length=128)]
+    district: str | None = None
+    department: str | None = None
+    channel: Literal["online", "mobile", "window"] | None = None
+    # default_factory, not ``= []``: pydantic deep-copies a mutable default on every record (~1 µs each).
+    pauses: list[Pause] = Field(default_factory=list)
+    exemptions: list[Exemption] = Field(default_factory=list)
+
+
+class WaterConnection(CaseBase):
+    """用水报装, tasks (29)–(31)."""
+
+    kind: Literal["water_connection"]
+    customer_type: Literal["non_residential", "residential"]
+    applied_at: Timestamp
+    connected_at: Annotated[OptionalTimestamp, _not_before("applied_at")] = None
+    external_works_m: NonNegativeFloat
+    special_project: bool = False
+    approval: Approval | None = None
+    steps: PositiveInt
+    materials: NonNegativeInt
+
+
+class GasConnection(CaseBase):
+    """用气报装, tasks (29)–(32): water's fields plus the flow and the internal works."""
+
+    kind: Literal["gas_connection"]
+    customer_type: Literal["non_residential", "residential"]
+    applied_at: Timestamp
+    connected_at: Annotated[OptionalTimestamp, _not_before("applied_at")] = None
+    external_works_m: NonNegativeFloat
+    special_project: bool = False
+    approval: Approval | None = None
+    steps: PositiveInt
+    materials: NonNegativeInt
+    max_flow_m3h: NonNegativeFloat | None = None
+    internal_works: InternalWorks | None = None
+
+
+class PowerConnection(CaseBase):
+    """用电报装, tasks (25)–(28)."""
+
+    kind: Literal["power_connection"]
+    voltage: Literal["low", "high"]
+    capacity_kva: NonNegativeFloat | None = None
+    capacity_kw: NonNegativeFloat | None = None
+    applied_at: Timestamp
+    connected_at: Annotated[OptionalTimestamp, _not_before("applied_at")] = None
+    external_works_m: NonNegativeFloat
+    special_project: bool = False
+    approval: Approval | None = None
+    steps: PositiveInt
+
+
+class ProcurementContract(CaseBase):
+    """政府采购合同, tasks (16)–(19)."""
+
+    kind: Literal["procurement_contract"]
+    procurement_method: Literal["tender", "non_tender"]
+    category: Literal["goods", "services", "works"]
+    contract_amount: PositiveMoney
+    bid_deposit: Money
+    performance_bond: Money
+    performance_period_days: NonNegativeInt
+    advance_payment: Money
+    contract_effective_at: Timestamp
+    ready_at: Annotated[OptionalTimestamp, _not_before("contract_effective_at")] = None
+    advance_paid_at: Annotated[OptionalTimestamp, _not_before("contract_effective_at")] = None
+    electronic: bool
+    documents_fee: Money
+
+
+class Deregistration(CaseBase):
+    """企业注销, task (51)."""
+
+    kind: Literal["deregistration"]
+    procedure: Literal["simplified", "general"]
+    entity_type: Literal[
+        "company",
+        "non_company_legal_person",
+        "sole_proprietorship",
+        "farmer_cooperative",
+        "branch",
+        "individual_business",
+    ]
+    commitment: bool
+    notice_start: OptionalTimestamp = None
+    applied_at: Timestamp
+    deregistered_at: Annotated[OptionalTimestamp, _not_before("applied_at")] = None
+
+
+class CompanyStartup(CaseBase):
+    """企业开办, tasks (20)–(23)."""
+
+    kind: Literal["company_startup"]
+    applied_at: Timestamp
+    completed_at: Annotated[OptionalTimestamp, _not_before("applied_at")] = None
+    steps: PositiveInt
+    fees: Money
+
+
+class ConstructionProject(CaseBase):
+    """一般企业投资项目, tasks (33)–(34)."""
+
+    kind: Literal["construction_project"]
+    project_type: Literal["general_enterprise_investment", "other"]
+    use: Literal["industrial", "warehouse", "other"]
+    floor_area_m2: NonNegativeFloat | None = None
+    civil_air_defense_fee: Money
+    code_assigned_at: Timestamp
+    completion_accepted_at: Annotated[OptionalTimestamp, _not_before("code_assigned_at")] = None
+
+
+class PropertyRegistration(CaseBase):
+    """不动产登记, task (43)."""
+
+    kind: Literal["property_registration"]
+    registration_type: Literal["non_residential_transfer", "other"]
+    object_unchanged: bool
+    applied_at: Timestamp
+    completed_at: Annotated[OptionalTimestamp, _not_before("applied_at")] = None
+    steps: PositiveInt
+
+
+class Loan(CaseBase):
+    """获得信贷, task (52)."""
+
+    kind: Literal["loan"]
+    applied_at: Timestamp
+    decided_at: Annotated[OptionalTimestamp, _not_before("applied_at")] = None
+    steps: PositiveInt
+    materials: NonNegativeInt
+
+
+class CccExemption(CaseBase):
+    """进口产品强制性认证免办, task (55)."""
+
+    kind: Literal["ccc_exemption"]
+    applied_at: Timestamp
+    concluded_at: Annotated[OptionalTimestamp, _not_before("applied_at")] = None
+    urgent: bool
+
+
+class CustomsDeclaration(CaseBase):
+    """报关, task (55)."""
+
+    kind: Literal["customs_declaration"]
+    direction: Literal["import", "export"]
+    advance_declared: bool
+    declared_at: Timestamp
+
+
+class BankruptcyCase(CaseBase):
+    """破产案件, task (85)."""
+
+    kind: Literal["bankruptcy_case"]
+    procedure: Literal["simplified", "no_asset", "ordinary"]
+    accepted_at: Timestamp
+    concluded_at: Annotated[OptionalTimestamp, _not_before("accepted_at")] = None
+
+
+class ServiceReview(CaseBase):
+    """好差评, task (12)."""
+
+    kind: Literal["service_review"]
+    rating: Literal["positive", "neutral", "negative"]
+    reviewed_at: Timestamp
+    revisited: bool
+    rectified: bool
+
+
+Case = Annotated[
+    WaterConnection
+    | GasConnection
+    | PowerConnection
+    | ProcurementContract
+    | Deregistration
+    | CompanyStartup
+    | ConstructionProject
+    | PropertyRegistration
+    | Loan
+    | CccExemption
+    | CustomsDeclaration
+    | BankruptcyCase
+    | ServiceReview,
+    Field(discriminator="kind"),
+]
+"""Any case record; pydantic picks the model from ``kind`` without trying the others."""
+
+CASE_MODELS: dict[str, type[CaseBase]] = {
+    model.model_fields["kind"].annotation.__args__[0]: model  # type: ignore[union-attr]
+    for model in (
+        WaterConnection,
+        GasConnection,
+        PowerConnection,
+        ProcurementContract,
+        Deregistration,
+        CompanyStartup,
+        ConstructionProject,
+        PropertyRegistration,
+        Loan,
+        CccExemption,
+        CustomsDeclaration,
+        BankruptcyCase,
+        ServiceReview,
+    )
+}
+KINDS: tuple[str, ...] = tuple(CASE_MODELS)
+
+case_adapter: TypeAdapter[Any] = TypeAdapter(Case)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Errors
+# ---------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class CaseError:
+    """One problem of a record: the JSON path (``pauses[1].end``; ``$`` for the record itself) and why."""
+
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.message}"
+
+
+class InvalidCase(ValueError):
+    """A record that does not validate; ``errors`` lists every problem found, not just the first."""
+
+    def __init__(self, errors: list[CaseError]) -> None:
+        self.errors = errors
+        super().__init__("; ".join(str(e) for e in errors))
+
+
+def _json_path(loc: tuple[int | str, ...]) -> str:
+    """pydantic's location → JSON path, without the union's tag segment (the kind name)."""
+    if loc and isinstance(loc[0], str) and loc[0] in CASE_MODELS:
+        loc = loc[1:]
+    path = ""
+    for part in loc:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        else:
+            path += f".{part}" if path else part
+    return path or "$"
+
+
+def _choices(expected: str) -> str:
+    """pydantic's "'a', 'b' or 'c'" → "a, b, c"."""
+    return expected.replace("' or '", ", ").replace("'", "")
+
+
+_VALID_KINDS = ", ".join(CASE_MODELS)
+
+# Short plain-English messages for the error types a case record meets; others keep pydantic's text.
+_MESSAGES: dict[str, str] = {
+    "missing": "required field is missing",
+    "string_type": "must be a string",
+    "string_too_short": "must not be empty",
+    "string_too_long": "must be at most {max_length} characters",
+    "int_type": "must be an integer",
+    "int_parsing": "must be an integer",
+    "int_from_float": "must be a whole number",
+    "float_type": "must be a number",
+    "float_parsing": "must be a number",
+    "decimal_type": "must be a number",
+    "decimal_parsing": "must be a number",
+    "finite_number": "must be a finite number",
+    "bool_type": "must be true or false",
+    "bool_parsing": "must be true or false",
+    "list_type": "must be a list",
+    "model_type": "must be an object",
+    "model_attributes_type": "must be an object",
+    "dict_type": "must be an object",
+}
+
+
+def _message(error: Any) -> tuple[str, str]:
+    """(path, message) for one pydantic error dict."""
+    kind, loc, ctx = error["type"], error["loc"], error.get("ctx") or {}
+    path = _json_path(loc)
+    if kind == "union_tag_invalid":
+        return "kind", f"unknown kind {ctx.get('tag')!r}; valid kinds: {_VALID_KINDS}"
+    if kind == "union_tag_not_found":
+        return "kind", f"required field is missing; valid kinds: {_VALID_KINDS}"
+    if kind in ("model_attributes_type", "model_type", "dict_type") and path == "$":
+        return "$", "a case must be a JSON object"
+    if kind == "literal_error":
+        return path, f"{error['input']!r} is not one of: {_choices(ctx.get('expected', ''))}"
+    if kind in ("greater_than_equal", "greater_than"):
+        bound = ctx.get("ge", ctx.get("gt"))
+        if kind == "greater_than_equal" and bound == 0:
+            return path, "must not be negative"
+        if kind == "greater_than" and bound == 0:
+            return path, "must be greater than 0"
+        return path, f"must be {'≥' if kind == 'greater_than_equal' else '>'} {bound}"
+    template = _MESSAGES.get(kind)
+    if template is None:
+        return path, error["msg"]
+    return path, template.format(**ctx)
+
+
+def validate_case(obj: Any) -> Case:
+    """A parsed JSON value → the case model of its kind, or ``InvalidCase`` listing every problem."""
+    try:
+        return case_adapter.validate_python(obj)
+    except ValidationError as exc:
+        errors = [CaseError(*_message(e)) for e in exc.errors(include_url=False)]
+        raise InvalidCase(errors) from None
+
+
+def case_json_schema(kind: str | None = None) -> dict[str, Any]:
+    """JSON Schema of one kind's record, or of any record (the union on ``kind``) when ``kind`` is None."""
+    if kind is None:
+        return case_adapter.json_schema()
+    model = CASE_MODELS.get(kind)
+    if model is None:
+        raise ValueError(f"unknown kind {kind!r}; valid kinds: {_VALID_KINDS}")
+    return model.model_json_schema()

@@ -1,0 +1,260 @@
+"""The ``casecheck`` command line: check, rules, calendar, schema and demo.
+
+Output meant for programs (verdicts) goes to stdout as JSON; problems go to stderr with the record's
+line and JSON path, so a pipeline never mistakes an error report for a verdict.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import orjson
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from engine.calendar import CalendarRangeError, load_calendar
+from engine.cases import InvalidCase, case_json_schema, validate_case
+from engine.rules import KINDS, AggregateRule, RulePackError, load_pack, load_pack_from
+
+app = typer.Typer(help="Check case records against 甬政办发〔2020〕36号.", no_args_is_help=True)
+rules_app = typer.Typer(help="The rule pack: list, show, validate.", no_args_is_help=True)
+calendar_app = typer.Typer(help="The Chinese working-day calendar.", no_args_is_help=True)
+app.add_typer(rules_app, name="rules")
+app.add_typer(calendar_app, name="calendar")
+
+out = Console()
+err = Console(stderr=True, soft_wrap=True)
+
+EXIT_OK, EXIT_FAIL, EXIT_INVALID = 0, 1, 2
+
+AsOf = Annotated[
+    str | None, typer.Option("--as-of", help="Judge open cases as of this date (default: today).")
+]
+LangOption = Annotated[str, typer.Option("--lang", help="Message language: zh or en.")]
+EngineOption = Annotated[str, typer.Option("--engine", help="Executor: durable or columnar.")]
+
+
+@dataclass
+class RecordError:
+    """A record that could not be checked: where it was and what was wrong."""
+
+    line: int
+    case_id: str | None
+    path: str
+    message: str
+
+
+def read_records(data: bytes) -> tuple[list[tuple[int, Any]], list[RecordError]]:
+    """One JSON object, a JSON array, or NDJSON → (line, object) pairs, plus lines that are not JSON.
+
+    Array items are numbered by position (1-based) since a pretty-printed array has no line per item.
+    """
+    stripped = data.lstrip()
+    if stripped.startswith(b"["):
+        try:
+            items = orjson.loads(data)
+        except orjson.JSONDecodeError as exc:
+            return [], [RecordError(1, None, "$", f"invalid JSON: {exc}")]
+        return list(enumerate(items, 1)), []
+    try:
+        return [(1, orjson.loads(data))], []
+    except orjson.JSONDecodeError:
+        pass
+    records: list[tuple[int, Any]] = []
+    errors: list[RecordError] = []
+    for number, line in enumerate(data.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            records.append((number, orjson.loads(line)))
+        except orjson.JSONDecodeError as exc:
+            errors.append(RecordError(number, None, "$", f"invalid JSON: {exc}"))
+    return records, errors
+
+
+def _read_input(source: str) -> bytes:
+    if source == "-":
+        return sys.stdin.buffer.read()
+    path = Path(source)
+    if not path.is_file():
+        err.print(f"[red]error:[/] no such file: {source}")
+        raise typer.Exit(EXIT_INVALID)
+    return path.read_bytes()
+
+
+def _choice(value: str, allowed: tuple[str, ...], option: str) -> Any:
+    if value not in allowed:
+        err.print(f"[red]error:[/] {option} must be one of {', '.join(allowed)} (got {value!r})")
+        raise typer.Exit(EXIT_INVALID)
+    return value
+
+
+def _as_of(value: str | None) -> date | None:
+    if value is None:
+        return None
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        err.print(f"[red]error:[/] --as-of: not a date: {value!r} (expected YYYY-MM-DD)")
+        raise typer.Exit(EXIT_INVALID) from None
+
+
+def _report(errors: list[RecordError]) -> None:
+    for e in sorted(errors, key=lambda e: e.line):
+        who = f" ({e.case_id})" if e.case_id else ""
+        err.print(f"line {e.line}{who}: {e.path}: {e.message}", markup=False, highlight=False)
+
+
+def check_records(
+    data: bytes, as_of: date | None, lang: Literal["zh", "en"], engine: Literal["durable", "columnar"]
+) -> tuple[list[dict[str, Any]], list[RecordError]]:
+    """Validate every record, check the valid ones, and keep every problem with its line and path."""
+    from engine.core import Engine
+
+    records, errors = read_records(data)
+    cases = []
+    for line, obj in records:
+        try:
+            cases.append(validate_case(obj))
+        except InvalidCase as exc:
+            case_id = obj.get("case_id") if isinstance(obj, dict) else None
+            errors.extend(RecordError(line, case_id, e.path, e.message) for e in exc.errors)
+    verdicts = Engine.load(engine=engine).check_many(cases, as_of, lang) if cases else []
+    return verdicts, errors
+
+
+@app.command()
+def check(
+    source: Annotated[
+        str, typer.Argument(help="A JSON file (one case, an array, or NDJSON), or - for stdin.")
+    ] = "-",
+    as_of: AsOf = None,
+    lang: LangOption = "zh",
+    engine: EngineOption = "durable",
+) -> None:
+    """Check cases; print one verdict (pretty on a terminal) or NDJSON. Exit 0 pass, 1 fail, 2 invalid."""
+    chosen_lang = _choice(lang, ("zh", "en"), "--lang")
+    chosen_engine = _choice(engine, ("durable", "columnar"), "--engine")
+    day = _as_of(as_of)
+    verdicts, errors = check_records(_read_input(source), day, chosen_lang, chosen_engine)
+    _report(errors)
+    if len(verdicts) == 1 and sys.stdout.isatty():
+        sys.stdout.buffer.write(orjson.dumps(verdicts[0], option=orjson.OPT_INDENT_2) + b"\n")
+    else:
+        sys.stdout.buffer.write(b"".join(orjson.dumps(v) + b"\n" for v in verdicts))
+    sys.stdout.flush()
+    if not verdicts:
+        raise typer.Exit(EXIT_INVALID)
+    raise typer.Exit(EXIT_FAIL if any(v["verdict"] == "fail" for v in verdicts) else EXIT_OK)
+
+
+@rules_app.command("list")
+def rules_list(pack: Annotated[str, typer.Option(help="Pack name or folder.")] = "ningbo-2020") -> None:
+    """Every rule of the pack with its kind, severity and effective date."""
+    loaded = load_pack(pack)
+    table = Table(title=f"{loaded.version} — {loaded.manifest.document} {loaded.manifest.title}")
+    for column in ("id", "kind", "scope", "severity", "from", "title"):
+        table.add_column(column)
+    for rule in [*loaded.rules, *loaded.aggregates]:
+        scope = "aggregate" if isinstance(rule, AggregateRule) else "per case"
+        table.add_row(rule.id, rule.kind, scope, rule.severity, str(rule.effective_from), rule.title.zh)
+    out.print(table)
+
+
+@rules_app.command("show")
+def rules_show(
+    rule_id: str, pack: Annotated[str, typer.Option(help="Pack name or folder.")] = "ningbo-2020"
+) -> None:
+    """One rule in full, with the clause it comes from."""
+    loaded = load_pack(pack)
+    rule = loaded.by_id.get(rule_id)
+    if rule is None:
+        err.print(f"[red]error:[/] no rule {rule_id!r} in {loaded.version}; see `casecheck rules list`")
+        raise typer.Exit(EXIT_INVALID)
+    out.print(f"[bold]{rule.id}[/]  {rule.title.zh} / {rule.title.en}")
+    out.print(f"source: {rule.source.reference}")
+    out.print(f"clause: {rule.source.clause}")
+    out.print(orjson.dumps(rule.model_dump(mode="json", by_alias=True), option=orjson.OPT_INDENT_2).decode())
+
+
+@rules_app.command("validate")
+def rules_validate(path: Path) -> None:
+    """Validate a pack folder; a broken file is named with its rule and field. Exit 2 when broken."""
+    try:
+        loaded = load_pack_from(path)
+    except RulePackError as exc:
+        err.print(f"[red]invalid:[/] {exc}", markup=True, highlight=False)
+        raise typer.Exit(EXIT_INVALID) from None
+    out.print(
+        f"ok: {loaded.version}: {len(loaded.rules)} per-case rules, {len(loaded.aggregates)} aggregate rules"
+    )
+
+
+def _calendar_call(function: Any, *args: Any) -> Any:
+    try:
+        return function(*args)
+    except (CalendarRangeError, ValueError) as exc:
+        err.print(f"[red]error:[/] {exc}", highlight=False)
+        raise typer.Exit(EXIT_INVALID) from None
+
+
+@calendar_app.command("is-workday")
+def calendar_is_workday(day: str, overlay: Annotated[str | None, typer.Option()] = None) -> None:
+    """Whether DAY is a working day (weekends, statutory holidays and make-up days considered)."""
+    answer = _calendar_call(load_calendar(overlay).is_working_day, day)
+    out.print(f"{day}: {'working day 工作日' if answer else 'day off 休息日'}")
+
+
+@calendar_app.command("between")
+def calendar_between(start: str, end: str, overlay: Annotated[str | None, typer.Option()] = None) -> None:
+    """Working days d with START < d ≤ END (the start day is not counted, 民法典 第201条)."""
+    count = _calendar_call(load_calendar(overlay).working_days_between, start, end)
+    out.print(f"{count} working days after {start} up to {end}")
+
+
+@calendar_app.command("add")
+def calendar_add(day: str, n: int, overlay: Annotated[str | None, typer.Option()] = None) -> None:
+    """The N-th working day after DAY (a deadline of N working days)."""
+    result = _calendar_call(load_calendar(overlay).add_working_days, day, n)
+    out.print(f"{n} working days after {day}: {result}")
+
+
+@app.command()
+def schema(
+    kind: Annotated[str | None, typer.Argument(help="A case kind; all kinds when left out.")] = None,
+) -> None:
+    """The JSON Schema of case records, for integrators."""
+    if kind is not None:
+        _choice(kind, KINDS, "KIND")
+    sys.stdout.buffer.write(orjson.dumps(case_json_schema(kind), option=orjson.OPT_INDENT_2) + b"\n")
+
+
+@app.command()
+def demo(
+    folder: Annotated[Path, typer.Argument(help="Folder of sample cases (*.ndjson).")] = Path(
+        "cases/samples"
+    ),
+    as_of: AsOf = "2026-11-24",
+) -> None:
+    """Check the bundled sample cases and show their verdicts as a table."""
+    files = sorted(folder.glob("*.ndjson"))
+    if not files:
+        err.print(f"[red]error:[/] no sample cases (*.ndjson) in {folder}")
+        raise typer.Exit(EXIT_INVALID)
+    table = Table(title=f"casecheck demo — {len(files)} sample files, as of {as_of}")
+    for column in ("case", "kind", "verdict", "failing rules"):
+        table.add_column(column)
+    colours = {"pass": "green", "fail": "red", "warn": "yellow", "pending": "cyan"}
+    for path in files:
+        verdicts, errors = check_records(path.read_bytes(), _as_of(as_of), "zh", "durable")
+        _report(errors)
+        for verdict in verdicts:
+            failing = ", ".join(r["rule"] for r in verdict["results"] if r["status"] == "fail")
+            colour = colours[verdict["verdict"]]
+            table.add_row(verdict["case_id"], verdict["kind"], f"[{colour}]{verdict['verdict']}[/]", failing)
+    out.print(table)

@@ -1,0 +1,105 @@
+"""The engine: one pipeline from case records to verdicts, with either executor.
+
+parse (orjson) → validate (``cases``) → measure (``measures``) → match (``executors``) → verdicts.
+Cases are grouped by kind so that each group is measured as columns in one go, then put back in input
+order; a single check is the same path with a batch of one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import date, datetime
+from typing import Any, Literal, Protocol
+from zoneinfo import ZoneInfo
+
+import orjson
+
+from engine.calendar import WorkdayIndex, load_calendar
+from engine.cases import Case, validate_case
+from engine.executors.plan import KindPlan, plan_kind
+from engine.measures import Batch, Measured, measure_batch, referenced_fields
+from engine.rules import KINDS, RulePack, load_pack
+from engine.verdicts import Lang, Verdict, VerdictBuilder
+
+EngineName = Literal["durable", "columnar"]
+SHANGHAI = ZoneInfo("Asia/Shanghai")
+
+
+class Executor(Protocol):
+    name: str
+
+    def match(self, plan: KindPlan, measured: Measured) -> list[list[str]]: ...
+
+
+def today_in_shanghai() -> date:
+    return datetime.now(SHANGHAI).date()
+
+
+def parse_as_of(value: str | date | None) -> date:
+    """``as_of`` for open cases: a date, an ISO string, or today in Asia/Shanghai."""
+    if value is None:
+        return today_in_shanghai()
+    if isinstance(value, datetime):
+        return value.astimezone(SHANGHAI).date() if value.tzinfo else value.date()
+    if isinstance(value, date):
+        return value
+    return date.fromisoformat(value)
+
+
+def make_executor(name: EngineName, plans: dict[str, KindPlan]) -> Executor:
+    if name == "durable":
+        from engine.executors.durable import DurableExecutor
+
+        return DurableExecutor(plans)
+    if name == "columnar":
+        from engine.executors.columnar import ColumnarExecutor
+
+        return ColumnarExecutor(plans)
+    raise ValueError(f"unknown engine {name!r}: use durable or columnar")
+
+
+class Engine:
+    """A rule pack, a calendar and an executor, ready to check cases."""
+
+    def __init__(self, pack: RulePack, calendar: WorkdayIndex, engine: EngineName = "durable") -> None:
+        self.pack = pack
+        self.calendar = calendar
+        self.plans = {kind: plan_kind(pack, kind) for kind in KINDS}
+        self.fields = {kind: referenced_fields(pack, kind) for kind in KINDS}
+        self.executor = make_executor(engine, self.plans)
+        self.builders = {
+            kind: VerdictBuilder(self.plans[kind], pack.anchor(kind), pack.version, calendar.version)
+            for kind in KINDS
+        }
+
+    @classmethod
+    def load(
+        cls, pack: str = "ningbo-2020", overlay: str | None = None, engine: EngineName = "durable"
+    ) -> Engine:
+        return cls(load_pack(pack), load_calendar(overlay), engine)
+
+    def check(self, case: Any, as_of: str | date | None = None, lang: Lang = "zh") -> Verdict:
+        """The verdict of one case: a dict, JSON bytes/str, or a validated case model."""
+        if isinstance(case, bytes | str):
+            case = orjson.loads(case)
+        model = case if hasattr(case, "kind") and hasattr(case, "case_id") else validate_case(case)
+        return Verdict.model_validate(self.check_many([model], as_of, lang)[0])
+
+    def check_many(
+        self, cases: Sequence[Case], as_of: str | date | None = None, lang: Lang = "zh"
+    ) -> list[dict[str, Any]]:
+        """Verdict dicts (the JSON shape of ``Verdict``) for validated cases, in input order."""
+        day = parse_as_of(as_of)
+        by_kind: dict[str, list[int]] = {}
+        for position, case in enumerate(cases):
+            by_kind.setdefault(case.kind, []).append(position)
+        verdicts: list[dict[str, Any]] = [{}] * len(cases)
+        for kind, positions in by_kind.items():
+            batch = Batch.from_cases(kind, [cases[p] for p in positions], self.fields[kind])
+            measured = measure_batch(self.pack, batch, self.calendar, day)
+            outcomes = self.executor.match(self.plans[kind], measured)
+            for position, verdict in zip(
+                positions, self.builders[kind].build(measured, outcomes, lang), strict=True
+            ):
+                verdicts[position] = verdict
+        return verdicts

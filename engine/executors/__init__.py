@@ -1,0 +1,1 @@
+"""Executors: the rule pack's plan compiled to a matching backend (durable_rules, Polars)."""

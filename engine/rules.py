@@ -1,0 +1,349 @@
+"""The rule pack: declarative rules loaded from ``rules/<pack>/*.yaml`` and validated by pydantic.
+
+A pack is one representation that several executors compile (durable_rules, Polars), the way sqlglot
+compiles one syntax tree to several dialects. Conditions are data (field → operator → value, combined
+with all/any/not), so every executor can translate them without parsing strings of code.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import date
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, model_validator
+
+from engine.resources import data_dir
+
+KINDS = (
+    "water_connection",
+    "gas_connection",
+    "power_connection",
+    "procurement_contract",
+    "deregistration",
+    "company_startup",
+    "construction_project",
+    "property_registration",
+    "loan",
+    "ccc_exemption",
+    "customs_declaration",
+    "bankruptcy_case",
+    "service_review",
+)
+Kind = Literal[
+    "water_connection",
+    "gas_connection",
+    "power_connection",
+    "procurement_contract",
+    "deregistration",
+    "company_startup",
+    "construction_project",
+    "property_registration",
+    "loan",
+    "ccc_exemption",
+    "customs_declaration",
+    "bankruptcy_case",
+    "service_review",
+]
+# 暂停计时原因: why the clock may stop; `other` is never excluded.
+PauseReason = Literal["user_internal_works", "gas_tightness_test", "pressure_pipeline_inspection", "other"]
+Scalar = bool | int | float | str
+Operator = Literal["eq", "ne", "lt", "le", "gt", "ge", "in", "not_in", "present", "absent"]
+CompareOp = Literal["eq", "ne", "lt", "le", "gt", "ge"]
+
+
+class Strict(BaseModel):
+    """Rule files are written by people: an unknown key is a typo, not an extension."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Text(Strict):
+    zh: str
+    en: str
+
+
+class Leaf(Strict):
+    """One comparison of a case field (dotted path, e.g. ``approval.mode``) with a literal."""
+
+    field: str
+    op: Operator
+    value: Scalar | list[Scalar] | None = None
+    label: Text | None = None
+
+    @model_validator(mode="after")
+    def _value_fits_operator(self) -> Leaf:
+        if self.op in ("present", "absent"):
+            if self.value is not None:
+                raise ValueError(f"operator {self.op} takes no value")
+        elif self.op in ("in", "not_in"):
+            if not isinstance(self.value, list) or not self.value:
+                raise ValueError(f"operator {self.op} needs a non-empty list value")
+        elif self.value is None or isinstance(self.value, list):
+            raise ValueError(f"operator {self.op} needs a single value")
+        return self
+
+
+class AllOf(Strict):
+    all: list[Condition] = Field(min_length=1)
+    label: Text | None = None
+
+
+class AnyOf(Strict):
+    any: list[Condition] = Field(min_length=1)
+    label: Text | None = None
+
+
+class NotOf(Strict):
+    not_: Condition = Field(alias="not")
+    label: Text | None = None
+
+
+def _condition_tag(value: Any) -> str | None:
+    if isinstance(value, BaseModel):
+        return {Leaf: "leaf", AllOf: "all", AnyOf: "any", NotOf: "not"}.get(type(value))
+    if isinstance(value, dict):
+        for key in ("all", "any", "not"):
+            if key in value:
+                return key
+        return "leaf"
+    return None
+
+
+Condition = Annotated[
+    Annotated[Leaf, Tag("leaf")]
+    | Annotated[AllOf, Tag("all")]
+    | Annotated[AnyOf, Tag("any")]
+    | Annotated[NotOf, Tag("not")],
+    Discriminator(_condition_tag),
+]
+
+
+class FieldMeasure(Strict):
+    """The value of a case field itself (环节数, 材料数, 保证金 …)."""
+
+    type: Literal["field"]
+    field: str
+    # Used when the case does not carry the field (RULES.md: an absent approval counts as filing).
+    default: Scalar | None = None
+
+
+class RatioMeasure(Strict):
+    """numerator / denominator, computed from integer fen so that exactly 5% is exactly 5%."""
+
+    type: Literal["ratio"]
+    numerator: str
+    denominator: str
+
+
+class WorkingDaysMeasure(Strict):
+    """Working days d with date(start) < d ≤ date(end), less excludable pauses (SPEC, time semantics)."""
+
+    type: Literal["working_days"]
+    start: str
+    end: str
+    exclude_pauses: list[PauseReason] = []
+
+
+class CalendarDaysMeasure(Strict):
+    """date(end) − date(start); ``start`` may name several fields, the latest present one counts."""
+
+    type: Literal["calendar_days"]
+    start: str | list[str]
+    end: str
+    # 民法典 第203条: a deadline on a rest day moves to the next working day.
+    rest_day_extension: bool = False
+    # What a missing start means: usually the rule does not apply; for a notice period it fails.
+    missing_start: Literal["not_applicable", "fail"] = "not_applicable"
+
+
+class MonthsMeasure(Strict):
+    """Calendar days elapsed, judged against start + N months (民法典 第202条)."""
+
+    type: Literal["months"]
+    start: str
+    end: str
+    rest_day_extension: bool = False
+
+
+Measure = Annotated[
+    FieldMeasure | RatioMeasure | WorkingDaysMeasure | CalendarDaysMeasure | MonthsMeasure,
+    Field(discriminator="type"),
+]
+
+UNITS = {
+    "working_days": "working_days",
+    "calendar_days": "calendar_days",
+    "months": "months",
+    "ratio": "ratio",
+}
+
+
+class Requirement(Strict):
+    op: CompareOp
+    limit: Scalar
+
+
+class Source(Strict):
+    document: str = "甬政办发〔2020〕36号"
+    task: int | None = Field(default=None, description="task number in the attachment, e.g. 29 for (29)")
+    paragraph: int | None = Field(
+        default=None, description="numbered paragraph of the main text, e.g. 6 for §6"
+    )
+    clause: str = Field(min_length=1, description="the Chinese clause, quoted")
+
+    @property
+    def reference(self) -> str:
+        parts = [self.document]
+        if self.task is not None:
+            parts.append(f"附件 ({self.task})")
+        if self.paragraph is not None:
+            parts.append(f"正文 第{self.paragraph}条")
+        return " ".join(parts)
+
+
+class Rule(Strict):
+    """A per-case rule: judged for every case of its kind."""
+
+    id: str = Field(pattern=r"^[a-z0-9_]+(\.[a-z0-9_]+)+$")
+    title: Text
+    source: Source
+    kind: Kind
+    aggregate: Literal[False] = False
+    when: Condition | None = None
+    measure: Measure
+    require: Requirement
+    severity: Literal["mandatory", "advisory"]
+    exemptible: bool = False
+    effective_from: date
+    # steps, documents, CNY … for field measures; time and ratio measures carry their own unit.
+    unit: str | None = None
+
+    @model_validator(mode="after")
+    def _unit_from_measure(self) -> Rule:
+        if self.unit is None and not isinstance(self.measure, FieldMeasure):
+            object.__setattr__(self, "unit", UNITS[self.measure.type])
+        return self
+
+
+class AggregateRule(Strict):
+    """A rule on a mean or a share over a group of cases (平均…, …率达到…)."""
+
+    id: str = Field(pattern=r"^[a-z0-9_]+(\.[a-z0-9_]+)+$")
+    title: Text
+    source: Source
+    kind: Kind | Literal["*"]
+    aggregate: Literal[True]
+    scope: Condition | None = None
+    statistic: Literal["mean", "share"]
+    measure: WorkingDaysMeasure | FieldMeasure | None = Field(default=None, discriminator="type")
+    share_of: Condition | None = None
+    require: Requirement
+    severity: Literal["mandatory", "advisory"] = "mandatory"
+    effective_from: date
+    min_cases: int = 5
+
+    @model_validator(mode="after")
+    def _statistic_has_its_input(self) -> AggregateRule:
+        if self.statistic == "mean" and self.measure is None:
+            raise ValueError("a mean needs a measure")
+        if self.statistic == "share" and self.share_of is None:
+            raise ValueError("a share needs share_of")
+        return self
+
+
+class RuleFile(Strict):
+    area: str
+    rules: list[dict[str, Any]]
+
+
+class PackManifest(Strict):
+    name: str
+    document: str
+    title: str
+    # 锚定日期: the field that effective_from and report periods are read from, per kind.
+    anchors: dict[Kind, str]
+
+
+class RulePackError(ValueError):
+    """A rule file that does not validate; the message names the file, the rule and the field."""
+
+
+class RulePack:
+    """A validated pack: its per-case rules by kind, its aggregate rules, and its content version."""
+
+    def __init__(
+        self, manifest: PackManifest, rules: list[Rule], aggregates: list[AggregateRule], digest: str
+    ):
+        self.manifest = manifest
+        self.rules = rules
+        self.aggregates = aggregates
+        self.version = f"{manifest.name}@{digest[:12]}"
+        self.by_id: dict[str, Rule | AggregateRule] = {r.id: r for r in [*rules, *aggregates]}
+        self.by_kind: dict[str, list[Rule]] = {kind: [r for r in rules if r.kind == kind] for kind in KINDS}
+
+    def anchor(self, kind: str) -> str:
+        return self.manifest.anchors[kind]  # type: ignore[index]
+
+
+def _format_location(loc: tuple[Any, ...]) -> str:
+    path = ""
+    for part in loc:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        else:
+            path += f".{part}" if path else str(part)
+    return path or "(rule)"
+
+
+def load_pack_from(folder: Path) -> RulePack:
+    """Load and validate every YAML file of a pack folder; the first problem found stops the load."""
+    files = sorted(p for p in folder.glob("*.yaml") if p.name != "pack.yaml")
+    manifest_path = folder / "pack.yaml"
+    if not manifest_path.exists():
+        raise RulePackError(f"{folder}: no pack.yaml (name, document, title, anchors)")
+    digest = hashlib.sha256()
+    try:
+        raw_manifest = manifest_path.read_bytes()
+        manifest = PackManifest.model_validate(yaml.safe_load(raw_manifest))
+    except (ValidationError, yaml.YAMLError) as exc:
+        raise RulePackError(f"{manifest_path}: {exc}") from exc
+    digest.update(raw_manifest)
+    rules: list[Rule] = []
+    aggregates: list[AggregateRule] = []
+    seen: dict[str, Path] = {}
+    for path in files:
+        raw = path.read_bytes()
+        digest.update(path.name.encode() + b"\0" + raw)
+        try:
+            rule_file = RuleFile.model_validate(yaml.safe_load(raw))
+        except (ValidationError, yaml.YAMLError) as exc:
+            raise RulePackError(f"{path}: {exc}") from exc
+        for position, entry in enumerate(rule_file.rules):
+            rule_id = entry.get("id", f"#{position + 1}")
+            model = AggregateRule if entry.get("aggregate") else Rule
+            try:
+                rule = model.model_validate(entry)
+            except ValidationError as exc:
+                problems = "; ".join(f"{_format_location(e['loc'])}: {e['msg']}" for e in exc.errors())
+                raise RulePackError(f"{path}: rule {rule_id}: {problems}") from exc
+            if rule.id in seen:
+                raise RulePackError(f"{path}: rule {rule.id}: id already defined in {seen[rule.id]}")
+            seen[rule.id] = path
+            (aggregates if isinstance(rule, AggregateRule) else rules).append(rule)  # type: ignore[arg-type]
+    missing = set(KINDS) - set(manifest.anchors)
+    if missing:
+        raise RulePackError(f"{manifest_path}: anchors: no anchor date for {', '.join(sorted(missing))}")
+    return RulePack(manifest, rules, aggregates, digest.hexdigest())
+
+
+@lru_cache(maxsize=8)
+def load_pack(name: str = "ningbo-2020") -> RulePack:
+    """The named pack from the packaged ``rules/`` folder, or a folder path."""
+    folder = Path(name) if ("/" in name or Path(name).is_dir()) else data_dir("rules") / name
+    if not folder.is_dir():
+        raise RulePackError(f"rule pack {name!r} not found (looked in {folder})")
+    return load_pack_from(folder)

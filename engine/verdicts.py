@@ -1,0 +1,275 @@
+"""Verdicts: outcome codes and measures turned into the per-rule results and case verdict of SPEC.md.
+
+Nothing is decided here: the executor's outcome code fixes each status, and the measures give the
+numbers. This module only words them (Chinese by default, English on request) and rolls the statuses
+up into the case verdict (fail > warn > pending > pass).
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import date
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import BaseModel
+
+from engine.executors.plan import KindPlan
+from engine.measures import Measured, RuleMeasure
+from engine.rules import AllOf, Condition, Leaf, NotOf, Rule
+
+Status = Literal["pass", "fail", "pending", "exempt", "not_applicable"]
+Lang = Literal["zh", "en"]
+
+
+class RuleResult(BaseModel):
+    rule: str
+    status: Status
+    severity: Literal["mandatory", "advisory"]
+    value: float | int | str | bool | None = None
+    limit: float | int | str | bool | None = None
+    unit: str | None = None
+    deadline: date | None = None
+    remaining: int | None = None
+    excluded: int | None = None
+    reason: str | None = None
+    message: str
+    source: str
+
+
+class Verdict(BaseModel):
+    case_id: str
+    kind: str
+    verdict: Literal["fail", "warn", "pending", "pass"]
+    as_of: date
+    ruleset: str
+    calendar: str
+    results: list[RuleResult]
+
+
+_UNITS = {
+    "zh": {
+        "working_days": "个工作日",
+        "calendar_days": "日",
+        "months": "个月",
+        "steps": "个环节",
+        "documents": "份",
+        "CNY": "元",
+    },
+    "en": {
+        "working_days": " working days",
+        "calendar_days": " days",
+        "months": " months",
+        "steps": " steps",
+        "documents": " documents",
+        "CNY": " CNY",
+    },
+}
+_OPS = {
+    "zh": {"le": "不超过", "lt": "少于", "ge": "不少于", "gt": "超过", "eq": "为", "ne": "不为"},
+    "en": {"le": "at most", "lt": "below", "ge": "at least", "gt": "above", "eq": "equal to", "ne": "not"},
+}
+_TEXT = {
+    "zh": {
+        "effective": "不适用：本规则自{effective}起施行，案件{anchor}为{date}",
+        "absent": "不适用：案件未提供 {field}（{label}）",
+        "cond": "不适用：不满足“{label}”",
+        "cond_not": "不适用：{label}",
+        "exempt": "豁免：{reason}",
+        "input": "不适用：案件未提供 {field}",
+        "fail_input": "不符合：案件未提供 {field}",
+        "pass": "符合：{title}（实际{value}，要求{op}{limit}）",
+        "fail": "不符合：{title}（实际{value}，要求{op}{limit}）",
+        "pending": "办理中：{title}（已用{value}，剩余{remaining}，期限{deadline}）",
+        "excluded": "；已扣除暂停{excluded}个工作日",
+        "not_excluded": "；{count}段暂停不属可扣除情形，未扣除",
+        "extended": "；期限顺延至{deadline}",
+        "no_deadline": "；期限超出工作日历覆盖范围，未给出",
+    },
+    "en": {
+        "effective": "not applicable: in force from {effective}; the case's {anchor} is {date}",
+        "absent": "not applicable: the case does not carry {field} ({label})",
+        "cond": "not applicable: not {label}",
+        "cond_not": "not applicable: {label}",
+        "exempt": "exempt: {reason}",
+        "input": "not applicable: the case does not carry {field}",
+        "fail_input": "fail: the case does not carry {field}",
+        "pass": "pass: {title} ({value}, required {op} {limit})",
+        "fail": "fail: {title} ({value}, required {op} {limit})",
+        "pending": "pending: {title} ({value} so far, {remaining} left, deadline {deadline})",
+        "excluded": "; {excluded} working days of pauses excluded",
+        "not_excluded": "; {count} pauses not excludable, not excluded",
+        "extended": "; deadline extended to {deadline}",
+        "no_deadline": "; the deadline lies beyond the working-day calendar",
+    },
+}
+
+
+def _number(value: Any) -> float | int | str | bool | None:
+    """Whole numbers as ints, so working days read 3 and not 3.0; absent as None."""
+    if value is None:
+        return None
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float):
+        if math.isnan(value):
+            return None
+        return int(value) if value.is_integer() else value
+    return value
+
+
+def _day(value: np.datetime64 | None) -> date | None:
+    if value is None or np.isnat(value):
+        return None
+    return value.astype("datetime64[D]").item()
+
+
+def _quantity(value: Any, unit: str | None, lang: Lang) -> str:
+    if unit == "ratio" and isinstance(value, int | float):
+        return f"{value * 100:g}%"
+    if isinstance(value, bool):
+        return str(value).lower()
+    return f"{value}{_UNITS[lang].get(unit or '', '')}" if unit in _UNITS[lang] else f"{value}"
+
+
+def _label(condition: Condition, lang: Lang) -> str:
+    if condition.label is not None:
+        return getattr(condition.label, lang)
+    if isinstance(condition, Leaf):
+        return f"{condition.field} {condition.op} {condition.value}"
+    return "…"
+
+
+class VerdictBuilder:
+    """Words the results of one kind's rules; built once per (plan, language) and reused per row."""
+
+    def __init__(self, plan: KindPlan, anchor_field: str, ruleset: str, calendar: str) -> None:
+        self.plan = plan
+        self.anchor_field = anchor_field
+        self.ruleset = ruleset
+        self.calendar = calendar
+
+    def build(self, measured: Measured, outcomes: list[list[str]], lang: Lang = "zh") -> list[dict[str, Any]]:
+        """One verdict dict per row (the JSON shape of ``Verdict``)."""
+        verdicts = []
+        batch = measured.batch
+        for row in range(batch.n):
+            results = [
+                self._result(rule_plan.rule, code, measure, measured, row, lang)
+                for rule_plan, code, measure in zip(
+                    self.plan.rules, outcomes[row], measured.measures, strict=True
+                )
+            ]
+            verdicts.append(
+                {
+                    "case_id": batch.case_id[row],
+                    "kind": batch.kind,
+                    "verdict": case_verdict(results),
+                    "as_of": measured.as_of,
+                    "ruleset": self.ruleset,
+                    "calendar": self.calendar,
+                    "results": results,
+                }
+            )
+        return verdicts
+
+    def _result(
+        self, rule: Rule, code: str, measure: RuleMeasure, measured: Measured, row: int, lang: Lang
+    ) -> dict[str, Any]:
+        text = _TEXT[lang]
+        result: dict[str, Any] = {"rule": rule.id, "severity": rule.severity, "unit": rule.unit}
+        kind, _, detail = code.partition(":")
+        if kind == "na" or kind == "exempt" or code == "fail:input":
+            result["status"] = {"na": "not_applicable", "exempt": "exempt"}.get(kind, "fail")
+            result["reason"] = self._reason(rule, code, detail, measure, measured, row, lang)
+            result["message"] = result["reason"]
+        else:
+            result["status"] = code
+            self._measured_result(result, rule, code, measure, row, lang, text)
+        result["source"] = rule.source.reference
+        return result
+
+    def _reason(
+        self,
+        rule: Rule,
+        code: str,
+        detail: str,
+        measure: RuleMeasure,
+        measured: Measured,
+        row: int,
+        lang: Lang,
+    ) -> str:
+        text = _TEXT[lang]
+        if code == "na:effective":
+            anchor = _day(measured.anchor[row])
+            return text["effective"].format(
+                effective=rule.effective_from, anchor=self.anchor_field, date=anchor
+            )
+        if code == "exempt":
+            return text["exempt"].format(reason=measured.batch.exemptions[rule.id][row])
+        if code in ("na:input", "fail:input"):
+            key = "fail_input" if code == "fail:input" else "input"
+            return text[key].format(field=measure.missing[row])
+        reason, k = detail.split(":")
+        conjunct = _conjunct(rule, int(k))
+        if reason == "absent":
+            assert isinstance(conjunct, Leaf)
+            return text["absent"].format(field=conjunct.field, label=_label(conjunct, lang))
+        key = "cond_not" if isinstance(conjunct, NotOf) else "cond"
+        return text[key].format(label=_label(conjunct, lang))
+
+    def _measured_result(
+        self,
+        result: dict[str, Any],
+        rule: Rule,
+        code: str,
+        measure: RuleMeasure,
+        row: int,
+        lang: Lang,
+        text: dict[str, str],
+    ) -> None:
+        value = _number(measure.value[row])
+        limit = _number(measure.allowance[row]) if measure.allowance is not None else rule.require.limit
+        deadline = _day(measure.deadline[row]) if measure.deadline is not None else None
+        result.update(value=value, limit=limit, deadline=deadline)
+        unit = rule.unit
+        fields = {
+            "title": getattr(rule.title, lang),
+            "value": _quantity(value, unit, lang),
+            "op": _OPS[lang][rule.require.op],
+            "limit": _quantity(limit, unit, lang),
+            "deadline": deadline,
+        }
+        if code == "pending":
+            remaining = int(limit) - int(value)  # type: ignore[arg-type]
+            result["remaining"] = remaining
+            fields["remaining"] = _quantity(remaining, unit, lang)
+        message = text[code].format(**fields)
+        if measure.excluded is not None:
+            result["excluded"] = int(measure.excluded[row])
+            if result["excluded"]:
+                message += text["excluded"].format(excluded=result["excluded"])
+            if measure.not_excluded is not None and measure.not_excluded[row]:
+                message += text["not_excluded"].format(count=int(measure.not_excluded[row]))
+        if measure.allowance is not None and deadline is not None and code != "pending":
+            message += text["extended"].format(deadline=deadline)
+        if measure.deadline_note is not None and measure.deadline_note[row] is not None:
+            message += text["no_deadline"]
+        result["message"] = message
+
+
+def _conjunct(rule: Rule, k: int) -> Condition:
+    assert rule.when is not None
+    return rule.when.all[k] if isinstance(rule.when, AllOf) else rule.when
+
+
+def case_verdict(results: list[dict[str, Any]]) -> str:
+    """fail if a mandatory rule fails; warn if an advisory one does; pending if any is pending; else pass."""
+    statuses = {(r["status"], r["severity"]) for r in results}
+    if ("fail", "mandatory") in statuses:
+        return "fail"
+    if ("fail", "advisory") in statuses:
+        return "warn"
+    if any(status == "pending" for status, _ in statuses):
+        return "pending"
+    return "pass"
