@@ -129,7 +129,8 @@ def _parse_timestamp(value: Any) -> date | datetime:
         parsed = value
     else:
         raise PydanticCustomError(
-            "timestamp_type", "must be an ISO 8601 date or timestamp string, got {type}",
+            "timestamp_type",
+            "must be an ISO 8601 date or timestamp string, got {type}",
             {"type": type(value).__name__},
         )
     if isinstance(parsed, datetime):
@@ -244,8 +245,11 @@ NonNegativeFloat = Annotated[float, BeforeValidator(_finite_number), Field(ge=0,
 PositiveInt = Annotated[int, BeforeValidator(_no_bool), Field(ge=1)]
 NonNegativeInt = Annotated[int, BeforeValidator(_no_bool), Field(ge=0)]
 # CNY amounts: exact decimals so that 5 % and 30 % thresholds compare exactly, in whole fen.
-Money = Annotated[Decimal, Field(ge=0, allow_inf_nan=False), AfterValidator(_whole_fen)]
-PositiveMoney = Annotated[Decimal, Field(gt=0, allow_inf_nan=False), AfterValidator(_whole_fen)]
+_CNY = "CNY; a JSON number or numeric string with at most 2 decimal places (fen)"
+Money = Annotated[Decimal, Field(ge=0, allow_inf_nan=False, description=_CNY), AfterValidator(_whole_fen)]
+PositiveMoney = Annotated[
+    Decimal, Field(gt=0, allow_inf_nan=False, description=_CNY), AfterValidator(_whole_fen)
+]
 
 
 def to_fen_or_none(amount: Decimal) -> int | None:
@@ -314,6 +318,7 @@ class CaseBase(_Record):
     """Fields every kind carries (SPEC "Case records")."""
 
     case_id: Annotated[str, Field(min_length=1, max_length=128)]
+    kind: str  # narrowed to one Literal per kind; declared here so that dumps read case_id, kind, …
     district: str | None = None
     department: str | None = None
     channel: Literal["online", "mobile", "window"] | None = None

@@ -38,7 +38,6 @@ from engine.rules import (
 )
 
 NAT = np.datetime64("NaT", "D")
-_DAY = np.timedelta64(1, "D")
 
 
 @dataclass
@@ -238,43 +237,26 @@ class Measured:
 
 def measure_batch(pack: RulePack, batch: Batch, calendar: WorkdayIndex, as_of: date) -> Measured:
     """Measure every rule of the batch's kind for every row."""
-    as_of_day = np.datetime64(as_of, "D")
+    measurer = _Measurer(batch, calendar, as_of)
     rules = pack.by_kind[batch.kind]
-    cache: dict[Any, RuleMeasure] = {}
+    cache: dict[str, RuleMeasure] = {}
     measures = []
     for rule in rules:
         key = _measure_key(rule)
         if key not in cache:
-            cache[key] = _measure_rule(rule, batch, calendar, as_of_day)
+            cache[key] = measurer.measure(rule)
         measures.append(cache[key])
     return Measured(batch, as_of, batch.columns[pack.anchor(batch.kind)], rules, measures)
 
 
-_MEASURE_KEYS: dict[tuple[str, str], str] = {}
+_MEASURE_KEYS: dict[str, str] = {}
 
 
 def _measure_key(rule: Rule) -> str:
     """Rules that measure the same thing against the same limit share one computation."""
-    key = (rule.id, rule.measure.type)
-    if key not in _MEASURE_KEYS:
-        _MEASURE_KEYS[key] = f"{rule.measure.model_dump_json()}|{rule.require.limit}"
-    return _MEASURE_KEYS[key]
-
-
-def _measure_rule(rule: Rule, batch: Batch, calendar: WorkdayIndex, as_of: np.datetime64) -> RuleMeasure:
-    measure = rule.measure
-    if isinstance(measure, FieldMeasure):
-        return _field_measure(measure, batch)
-    if isinstance(measure, RatioMeasure):
-        return _ratio_measure(measure, batch)
-    if isinstance(measure, WorkingDaysMeasure):
-        return _working_days_measure(measure, float(rule.require.limit), batch, calendar, as_of)
-    return _calendar_days_measure(measure, float(rule.require.limit), batch, calendar, as_of)
-
-
-def _missing(column: np.ndarray, name: str, absent: np.ndarray | None = None) -> np.ndarray:
-    absent = _absent(column) if absent is None else absent
-    return np.where(absent, name, None).astype(object)
+    if rule.id not in _MEASURE_KEYS:
+        _MEASURE_KEYS[rule.id] = f"{rule.measure.model_dump_json()}|{rule.require.limit}"
+    return _MEASURE_KEYS[rule.id]
 
 
 def _absent(column: np.ndarray) -> np.ndarray:
@@ -285,174 +267,192 @@ def _absent(column: np.ndarray) -> np.ndarray:
     return np.equal(column, None)
 
 
-def _field_measure(measure: FieldMeasure, batch: Batch) -> RuleMeasure:
-    column = batch.columns[measure.field]
-    absent = _absent(column)
-    if measure.default is not None:
-        column = np.where(absent, measure.default, column)
-        absent = np.zeros(batch.n, bool)
-    return RuleMeasure(column, _missing(column, measure.field, absent), np.zeros(batch.n, bool))
+def _named_where(mask: np.ndarray, name: str) -> np.ndarray:
+    """The input's name where it is missing, None elsewhere."""
+    missing = np.full(len(mask), None, object)
+    missing[mask] = name
+    return missing
 
 
-def _ratio_measure(measure: RatioMeasure, batch: Batch) -> RuleMeasure:
-    # Integer fen on both sides: a ratio that is exactly 5% as a fraction becomes exactly float(0.05).
-    numerator = batch.fen[measure.numerator].astype(np.float64)
-    denominator = batch.fen[measure.denominator].astype(np.float64)
-    absent = _absent(batch.columns[measure.numerator]) | _absent(batch.columns[measure.denominator])
-    with np.errstate(divide="ignore", invalid="ignore"):
-        value = np.where(absent | (denominator == 0), np.nan, numerator / denominator)
-    name = np.where(_absent(batch.columns[measure.numerator]), measure.numerator, measure.denominator)
-    return RuleMeasure(value, np.where(absent, name, None).astype(object), np.zeros(batch.n, bool))
+@dataclass
+class _Window:
+    """A case window (start, end] as calendar positions, shared by the rules that measure it."""
+
+    start: np.ndarray  # datetime64[D], the latest of the named starts that is present
+    end: np.ndarray  # datetime64[D], as_of for open cases (never past the calendar's last day)
+    start_pos: np.ndarray
+    end_pos: np.ndarray
+    is_open: np.ndarray
+    valid: np.ndarray  # the start is present
+    pauses: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None  # rows, reason, lo, hi
 
 
-def _window(
-    starts: list[np.ndarray], end: np.ndarray, calendar: WorkdayIndex, as_of: np.datetime64
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Start (latest present), effective end (as_of for open cases, within the calendar), open and absent."""
-    start = starts[0]
-    for other in starts[1:]:
-        start = np.where(np.isnat(other), start, np.where(np.isnat(start), other, np.maximum(start, other)))
-    start_absent = np.isnat(start)
-    is_open = np.isnat(end) & ~start_absent
-    last = np.datetime64(calendar.last, "D")
-    judged = np.where(is_open, min(as_of, last), end)
-    return start, judged, is_open, start_absent
+class _Measurer:
+    """Measures one batch; windows and clipped pauses are computed once and shared between rules."""
 
+    def __init__(self, batch: Batch, calendar: WorkdayIndex, as_of: date) -> None:
+        self.batch = batch
+        self.calendar = calendar
+        self.first = np.datetime64(calendar.first, "D")
+        self.judged_as_of = min(np.datetime64(as_of, "D"), np.datetime64(calendar.last, "D"))
+        self.windows: dict[tuple[tuple[str, ...], str], _Window] = {}
+        self.no_rows = np.zeros(batch.n, bool)
 
-def _positions(calendar: WorkdayIndex, days: np.ndarray, valid: np.ndarray) -> np.ndarray:
-    """Offsets into the calendar's arrays; rows that are not valid get position 0 and are masked later."""
-    filled = np.where(valid, days, np.datetime64(calendar.first, "D"))
-    return calendar.positions(filled)
+    def measure(self, rule: Rule) -> RuleMeasure:
+        measure = rule.measure
+        if isinstance(measure, FieldMeasure):
+            return self.field(measure)
+        if isinstance(measure, RatioMeasure):
+            return self.ratio(measure)
+        if isinstance(measure, WorkingDaysMeasure):
+            return self.working_days(measure, int(rule.require.limit))
+        return self.calendar_days(measure, int(rule.require.limit))
 
+    def field(self, measure: FieldMeasure) -> RuleMeasure:
+        column = self.batch.columns[measure.field]
+        absent = _absent(column)
+        if measure.default is not None:
+            column = np.where(absent, measure.default, column)
+            absent = self.no_rows
+        return RuleMeasure(column, _named_where(absent, measure.field), self.no_rows)
 
-def _working_days_measure(
-    measure: WorkingDaysMeasure, limit: float, batch: Batch, calendar: WorkdayIndex, as_of: np.datetime64
-) -> RuleMeasure:
-    start, end, is_open, start_absent = _window(
-        [batch.columns[measure.start]], batch.columns[measure.end], calendar, as_of
-    )
-    valid = ~start_absent
-    start_pos = _positions(calendar, start, valid)
-    end_pos = _positions(calendar, end, valid)
-    cum = calendar.cum
-    elapsed = (cum[end_pos] - cum[start_pos]).astype(np.int64)
-    excluded, not_excluded = _paused_working_days(
-        batch.pauses, set(measure.exclude_pauses), start_pos, end_pos, calendar, as_of, batch.n
-    )
-    value = np.where(valid, (elapsed - excluded).astype(np.float64), np.nan)
-    deadline, note = _add_working_days(calendar, start_pos, limit + excluded, valid)
-    return RuleMeasure(
-        value,
-        _missing(start, measure.start, start_absent),
-        is_open,
-        deadline=deadline,
-        excluded=np.where(valid, excluded, 0),
-        not_excluded=np.where(valid, not_excluded, 0),
-        deadline_note=note,
-    )
+    def ratio(self, measure: RatioMeasure) -> RuleMeasure:
+        # Integer fen on both sides: a ratio that is exactly 5% as a fraction becomes exactly float(0.05).
+        numerator_absent = _absent(self.batch.columns[measure.numerator])
+        absent = numerator_absent | _absent(self.batch.columns[measure.denominator])
+        numerator = self.batch.fen[measure.numerator].astype(np.float64)
+        denominator = self.batch.fen[measure.denominator].astype(np.float64)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            value = np.where(absent | (denominator == 0), np.nan, numerator / denominator)
+        missing = _named_where(absent, measure.denominator)
+        missing[numerator_absent] = measure.numerator
+        return RuleMeasure(value, missing, self.no_rows)
 
+    def window(self, starts: tuple[str, ...], end_name: str) -> _Window:
+        key = (starts, end_name)
+        if key not in self.windows:
+            columns = self.batch.columns
+            start = columns[starts[0]]
+            for other_name in starts[1:]:
+                other = columns[other_name]
+                start = np.where(np.isnat(start) | (other > start), other, start)
+            valid = ~np.isnat(start)
+            end = columns[end_name]
+            is_open = np.isnat(end) & valid
+            end = np.where(is_open, self.judged_as_of, end)
+            # Rows without a start get position 0; they are masked out by ``valid`` afterwards.
+            start_pos = self.calendar.positions(np.where(valid, start, self.first))
+            end_pos = self.calendar.positions(np.where(valid, end, self.first))
+            self.windows[key] = _Window(start, end, start_pos, end_pos, is_open, valid)
+        return self.windows[key]
 
-def _paused_working_days(
-    pauses: Pauses,
-    reasons: set[str],
-    start_pos: np.ndarray,
-    end_pos: np.ndarray,
-    calendar: WorkdayIndex,
-    as_of: np.datetime64,
-    n: int,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Working days inside excludable pauses, clipped to each case's window, overlaps merged.
+    def clipped_pauses(self, window: _Window) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Every pause clipped to its case's window, as positions (lo, hi]; empty ones dropped."""
+        if window.pauses is None:
+            pauses = self.batch.pauses
+            rows = pauses.row
+            if len(rows):
+                pause_end = np.where(np.isnat(pauses.end), self.judged_as_of, pauses.end)
+                lo = np.maximum(self.calendar.positions(pauses.start), window.start_pos[rows])
+                hi = np.minimum(self.calendar.positions(pause_end), window.end_pos[rows])
+                keep = (hi > lo) & window.valid[rows]
+                window.pauses = (rows[keep], pauses.reason[keep], lo[keep], hi[keep])
+            else:
+                window.pauses = (rows, pauses.reason, rows, rows)
+        return window.pauses
 
-    A pause covers working days d with date(start) < d ≤ date(end), like the case itself. Sorting pauses
-    by (case, start) and keeping a running maximum of the ends seen so far within the case makes each
-    pause contribute only the part no earlier pause has covered: the union's length without a loop.
-    """
-    if len(pauses.row) == 0:
-        return np.zeros(n, np.int64), np.zeros(n, np.int64)
-    last = np.datetime64(calendar.last, "D")
-    pause_end = np.where(np.isnat(pauses.end), min(as_of, last), pauses.end)
-    p_start = calendar.positions(pauses.start)
-    p_end = calendar.positions(pause_end)
-    rows = pauses.row
-    lo = np.maximum(p_start, start_pos[rows])
-    hi = np.minimum(p_end, end_pos[rows])
-    overlaps = hi > lo
-    excludable = np.isin(pauses.reason, list(reasons)) if reasons else np.zeros(len(rows), bool)
-    not_excluded = np.bincount(rows[overlaps & ~excludable], minlength=n).astype(np.int64)
-    chosen = overlaps & excludable
-    if not chosen.any():
-        return np.zeros(n, np.int64), not_excluded
-    rows, lo, hi = rows[chosen], lo[chosen], hi[chosen]
-    order = np.lexsort((lo, rows))
-    rows, lo, hi = rows[order], lo[order], hi[order]
-    span = len(calendar.cum) + 1
-    running = np.maximum.accumulate(rows * span + hi)
-    previous_end = np.full(len(rows), -1, np.int64)
-    same_case = np.r_[False, rows[1:] == rows[:-1]]
-    previous_end[same_case] = (running[:-1] - rows[1:] * span)[same_case[1:]]
-    begin = np.maximum(lo, previous_end)
-    cum = calendar.cum
-    contribution = np.where(hi > begin, cum[hi] - cum[np.minimum(begin, hi)], 0)
-    return np.bincount(rows, weights=contribution, minlength=n).astype(np.int64), not_excluded
+    def working_days(self, measure: WorkingDaysMeasure, limit: int) -> RuleMeasure:
+        window = self.window((measure.start,), measure.end)
+        cum = self.calendar.cum
+        elapsed = (cum[window.end_pos] - cum[window.start_pos]).astype(np.int64)
+        excluded, not_excluded = self.paused_working_days(window, measure.exclude_pauses)
+        deadline, note = self.add_working_days(window, limit + excluded)
+        return RuleMeasure(
+            np.where(window.valid, (elapsed - excluded).astype(np.float64), np.nan),
+            _named_where(~window.valid, measure.start),
+            window.is_open,
+            deadline=deadline,
+            excluded=excluded,
+            not_excluded=not_excluded,
+            deadline_note=note,
+        )
 
+    def paused_working_days(self, window: _Window, reasons: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        """Working days inside excludable pauses within each case's window, overlaps merged.
 
-def _add_working_days(
-    calendar: WorkdayIndex, start_pos: np.ndarray, days: np.ndarray | float, valid: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """The n-th working day after each start, NaT with a note where it lies beyond the calendar."""
-    cum = calendar.cum
-    target = cum[start_pos] + np.asarray(days, np.int64)
-    position = np.searchsorted(cum, target, side="left")
-    beyond = position >= len(cum)
-    first = np.datetime64(calendar.first, "D")
-    deadline = np.where(valid & ~beyond, first + np.minimum(position, len(cum) - 1) * _DAY, NAT)
-    return deadline, _beyond_note(valid & beyond, calendar)
+        A pause covers working days d with date(start) < d ≤ date(end), like the case itself. Sorting the
+        pauses by (case, start) and keeping a running maximum of the ends seen so far within the case
+        makes each pause add only the part no earlier pause covered: the union's length without a loop.
+        Pauses whose reason the rule does not exclude are counted, to be reported as not excluded.
+        """
+        n = self.batch.n
+        rows, reason, lo, hi = self.clipped_pauses(window)
+        if not len(rows):
+            return np.zeros(n, np.int64), np.zeros(n, np.int64)
+        excludable = np.isin(reason, reasons) if reasons else np.zeros(len(rows), bool)
+        not_excluded = np.bincount(rows[~excludable], minlength=n).astype(np.int64)
+        if not excludable.any():
+            return np.zeros(n, np.int64), not_excluded
+        rows, lo, hi = rows[excludable], lo[excludable], hi[excludable]
+        order = np.lexsort((lo, rows))
+        rows, lo, hi = rows[order], lo[order], hi[order]
+        span = len(self.calendar.cum) + 1
+        running = np.maximum.accumulate(rows * span + hi)
+        previous_end = np.full(len(rows), -1, np.int64)
+        same_case = np.r_[False, rows[1:] == rows[:-1]]
+        previous_end[same_case] = (running[:-1] - rows[1:] * span)[same_case[1:]]
+        begin = np.minimum(np.maximum(lo, previous_end), hi)
+        cum = self.calendar.cum
+        contribution = cum[hi] - cum[begin]
+        return np.bincount(rows, weights=contribution, minlength=n).astype(np.int64), not_excluded
 
+    def add_working_days(self, window: _Window, days: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The n-th working day after each start, NaT with a note where it lies beyond the calendar."""
+        cum = self.calendar.cum
+        position = np.searchsorted(cum, cum[window.start_pos] + days, side="left")
+        beyond = window.valid & (position >= len(cum))
+        deadline = np.where(
+            window.valid & ~beyond,
+            self.first + np.minimum(position, len(cum) - 1).astype("timedelta64[D]"),
+            NAT,
+        )
+        return deadline, self.beyond_note(beyond)
 
-def _beyond_note(beyond: np.ndarray, calendar: WorkdayIndex) -> np.ndarray:
-    note = f"deadline falls after {calendar.last.isoformat()}, beyond the working-day calendar"
-    return np.where(beyond, note, None).astype(object)
+    def beyond_note(self, beyond: np.ndarray) -> np.ndarray:
+        note = f"deadline falls after {self.calendar.last.isoformat()}, beyond the working-day calendar"
+        return _named_where(beyond, note)
 
-
-def _calendar_days_measure(
-    measure: CalendarDaysMeasure | MonthsMeasure,
-    limit: float,
-    batch: Batch,
-    calendar: WorkdayIndex,
-    as_of: np.datetime64,
-) -> RuleMeasure:
-    names = measure.start if isinstance(measure.start, list) else [measure.start]
-    start, end, is_open, start_absent = _window(
-        [batch.columns[name] for name in names], batch.columns[measure.end], calendar, as_of
-    )
-    valid = ~start_absent
-    value = np.where(valid, (end - start).astype("timedelta64[D]").astype(np.float64), np.nan)
-    safe_start = np.where(valid, start, np.datetime64(calendar.first, "D"))
-    if isinstance(measure, MonthsMeasure):
-        deadline = add_months(safe_start, int(limit))
-    else:
-        deadline = safe_start + np.timedelta64(int(limit), "D")
-    allowance = None
-    note = np.full(batch.n, None, object)
-    if measure.rest_day_extension:
-        # 民法典 第203条: a deadline on a rest day moves to the next working day. Past the calendar's last
-        # day that cannot be known; the unextended deadline still decides, as every end lies before it.
-        beyond = valid & (deadline > np.datetime64(calendar.last, "D"))
-        inside = np.where(beyond, np.datetime64(calendar.first, "D"), deadline)
-        deadline = np.where(beyond, deadline, np.asarray(calendar.roll_forward(inside), "datetime64[D]"))
-        note = _beyond_note(beyond, calendar)
-    if measure.rest_day_extension or isinstance(measure, MonthsMeasure):
-        allowance = np.where(valid, (deadline - safe_start).astype(np.float64), np.nan)
+    def calendar_days(self, measure: CalendarDaysMeasure | MonthsMeasure, limit: int) -> RuleMeasure:
+        starts = tuple(measure.start) if isinstance(measure.start, list) else (measure.start,)
+        window = self.window(starts, measure.end)
+        valid = window.valid
+        start = np.where(valid, window.start, self.first)
+        value = np.where(valid, (window.end - start).astype(np.float64), np.nan)
+        if isinstance(measure, MonthsMeasure):
+            deadline = add_months(start, limit)
+        else:
+            deadline = start + np.timedelta64(limit, "D")
+        allowance = None
+        note = _named_where(self.no_rows, "")
         if measure.rest_day_extension:
-            deadline = np.where(note == None, deadline, NAT)  # noqa: E711 - elementwise comparison
-    return RuleMeasure(
-        value,
-        _missing(start, names[0], start_absent),
-        is_open,
-        allowance=allowance,
-        deadline=np.where(valid, deadline, NAT),
-        deadline_note=note,
-    )
+            # 民法典 第203条: a deadline on a rest day moves to the next working day. Past the calendar's
+            # last day that cannot be known; the unextended deadline still decides, as every end lies
+            # before it.
+            beyond = valid & (deadline > np.datetime64(self.calendar.last, "D"))
+            rolled = self.calendar.roll_forward(np.where(beyond, self.first, deadline))
+            deadline = np.where(beyond, deadline, np.asarray(rolled, "datetime64[D]"))
+            note = self.beyond_note(beyond)
+        if measure.rest_day_extension or isinstance(measure, MonthsMeasure):
+            allowance = np.where(valid, (deadline - start).astype(np.float64), np.nan)
+        shown = np.where(valid & np.equal(note, None), deadline, NAT)
+        return RuleMeasure(
+            value,
+            _named_where(~valid, starts[0]),
+            window.is_open,
+            allowance=allowance,
+            deadline=shown,
+            deadline_note=note,
+        )
 
 
 def add_months(days: np.ndarray, months: int) -> np.ndarray:
@@ -463,4 +463,6 @@ def add_months(days: np.ndarray, months: int) -> np.ndarray:
     month_length = ((target_month + 1).astype("datetime64[D]") - target_month.astype("datetime64[D]")).astype(
         np.int64
     )
-    return target_month.astype("datetime64[D]") + np.minimum(day_of_month, month_length - 1) * _DAY
+    return target_month.astype("datetime64[D]") + np.minimum(day_of_month, month_length - 1).astype(
+        "timedelta64[D]"
+    )

@@ -1,26 +1,28 @@
 """The durable executor: the plan compiled into durable_rules rulesets, one per case kind.
 
-Each case is asserted as a fact in a session (``sid``) of its own; durable_rules' matcher fires exactly
-one rule per (rule, outcome) whose conditions hold, and the action only records the name of the rule that
-fired. The session is deleted straight after, so two cases with the same case_id never meet and nothing
-accumulates over a long run. durable_rules keeps global state in its C engine and treats ``id`` and
+Each case is asserted as a fact in a session (``sid``) of its own; durable_rules' matcher selects the
+(rule, outcome) entries whose conditions hold, and their names are the outcomes. The session is deleted
+straight after, so two cases with the same case_id never meet and nothing accumulates over a long run. durable_rules keeps global state in its C engine and treats ``id`` and
 ``sid`` specially, so case fields never travel under those names: keys are ``f_``-prefixed.
 """
 
 from __future__ import annotations
 
 import itertools
+import json
 import math
 import threading
 from typing import Any
 
+import durable_rules_engine
 import numpy as np
-from durable.engine import Host, MessageNotHandledException
+import orjson
 
 from engine.executors.facts import fact_columns
 from engine.executors.plan import And, Cmp, Has, KindPlan, Lacks, Or, Predicate, Ref
 from engine.measures import Measured
 
+_HANDLED = 0  # durable_rules_engine.assert_fact status: 1 = no rule matched, 2 = already observed
 _OPERATORS = {"ne": "$neq", "lt": "$lt", "le": "$lte", "gt": "$gt", "ge": "$gte"}
 
 
@@ -57,65 +59,80 @@ def _plain(value: Any) -> Any:
 
 
 class DurableExecutor:
-    """Matches one case at a time in durable_rules; the path for single checks."""
+    """Matches one case at a time in durable_rules; the path for single checks.
+
+    The rulesets are driven through durable_rules' engine API (``durable_rules_engine``): assert the
+    fact, then take the matched rules one by one (``start_action_for_state`` /
+    ``complete_and_start_action``). The names of the rules that fired are the outcomes. Going round the
+    ``Host`` class skips its per-action Python machinery (a state JSON round trip per fired rule), which
+    cost ~15 µs per rule; the matching itself is the same C engine either way.
+    """
 
     name = "durable"
+    _instances = itertools.count()
 
     def __init__(self, plans: dict[str, KindPlan]) -> None:
-        self._plans = plans
-        self._host = Host()
-        self._fired: list[str] = []
         self._lock = threading.Lock()
         self._sessions = itertools.count()
-        definitions = {}
+        self._handles: dict[str, int] = {}
+        self._fact_keys: dict[str, list[tuple[str, str]]] = {}
+        instance = next(self._instances)
         for kind, plan in plans.items():
-            ruleset: dict[str, Any] = {}
-            for rule_plan in plan.rules:
-                for outcome in rule_plan.outcomes:
-                    name = f"{rule_plan.index}|{outcome.code}"
-                    condition = compile_predicate(And((outcome.predicate,)))
-                    ruleset[name] = {"all": [{"m": condition}], "run": self._recorder(name)}
-            if ruleset:
-                definitions[kind] = ruleset
-        self._host.register_rulesets(definitions)
-
-    def _recorder(self, name: str) -> Any:
-        fired = self._fired
-
-        def record(_context: Any) -> None:
-            fired.append(name)
-
-        return record
+            if not plan.rules:
+                continue
+            ruleset = {
+                f"{rule_plan.index}|{outcome.code}": {
+                    "all": [{"m": compile_predicate(And((outcome.predicate,)))}]
+                }
+                for rule_plan in plan.rules
+                for outcome in rule_plan.outcomes
+            }
+            # Ruleset names are global inside the C engine: keep each executor's own.
+            self._handles[kind] = durable_rules_engine.create_ruleset(
+                f"{kind}#{instance}", json.dumps(ruleset, ensure_ascii=False)
+            )
 
     def match(self, plan: KindPlan, measured: Measured) -> list[list[str]]:
         """The outcome code of every rule for every row, in the plan's rule order."""
         if not plan.rules:
             return [[] for _ in range(measured.batch.n)]
-        columns = {_key(k): v for k, v in fact_columns(plan, measured).items()}
+        columns = [(_key(k), v) for k, v in fact_columns(plan, measured).items()]
         outcomes = []
         for row in range(measured.batch.n):
             fact = {}
-            for key, column in columns.items():
+            for key, column in columns:
                 value = _plain(column[row])
                 if value is not None:
                     fact[key] = value
-            outcomes.append(self._match_fact(plan, fact))
+            outcomes.append(self._outcomes(plan, self._fired(plan.kind, fact)))
         return outcomes
 
-    def _match_fact(self, plan: KindPlan, fact: dict[str, Any]) -> list[str]:
+    def _fired(self, kind: str, fact: dict[str, Any]) -> set[str]:
+        """Names of the durable rules that match the fact, in a session used once and deleted."""
+        handle = self._handles[kind]
+        fired: set[str] = set()
         with self._lock:
             sid = str(next(self._sessions))
             fact["sid"] = sid
             fact["id"] = sid
-            self._fired.clear()
             try:
-                self._host.assert_fact(plan.kind, fact)
-            except MessageNotHandledException:
-                pass
+                status, state = durable_rules_engine.assert_fact(handle, orjson.dumps(fact).decode())
+                if status == _HANDLED:
+                    started = durable_rules_engine.start_action_for_state(handle, state)
+                    message = started[1] if started else None
+                    while message:
+                        fired.update(orjson.loads(message))
+                        message = durable_rules_engine.complete_and_start_action(handle, state)
             finally:
-                self._host.delete_state(plan.kind, sid)
-            fired = list(self._fired)
+                durable_rules_engine.delete_state(handle, sid)
+        return fired
+
+    @staticmethod
+    def _outcomes(plan: KindPlan, fired: set[str]) -> list[str]:
         codes = [""] * len(plan.rules)
+        # durable_rules expands an ``$or`` into alternatives and fires once per alternative that holds,
+        # so one outcome may fire twice (the set folds those); two different outcomes of one rule would
+        # be a planning error.
         for name in fired:
             index, code = name.split("|", 1)
             if codes[int(index)]:

@@ -13,6 +13,7 @@ Outcome codes name why a status was reached, so the verdict can say it without r
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from datetime import date
 
@@ -186,7 +187,7 @@ class KindPlan:
     kind: str
     rules: tuple[RulePlan, ...]
 
-    @property
+    @functools.cached_property
     def case_fields(self) -> list[str]:
         """The case fields the predicates read (everything that is not a measure key)."""
         found: dict[str, None] = {}
