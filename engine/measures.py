@@ -222,6 +222,7 @@ class RuleMeasure:
     excluded: np.ndarray | None = None  # working days excluded by pauses
     not_excluded: np.ndarray | None = None  # pauses in the window whose reason does not stop the clock
     deadline_note: np.ndarray | None = None  # object: why a deadline could not be given
+    extended: np.ndarray | None = None  # bool: the deadline fell on a rest day and moved (第203条)
 
 
 @dataclass
@@ -268,9 +269,14 @@ def _absent(column: np.ndarray) -> np.ndarray:
 
 
 def _named_where(mask: np.ndarray, name: str) -> np.ndarray:
-    """The input's name where it is missing, None elsewhere."""
-    missing = np.full(len(mask), None, object)
-    missing[mask] = name
+    """The input's name where it is missing, None elsewhere.
+
+    ``np.empty`` of object dtype is already all None, and most masks are all False, so the fill is
+    skipped then: a batch of one pays for neither ``np.full`` nor an empty fancy assignment.
+    """
+    missing = np.empty(len(mask), object)
+    if mask.any():
+        missing[mask] = name
     return missing
 
 
@@ -297,6 +303,20 @@ class _Measurer:
         self.judged_as_of = min(np.datetime64(as_of, "D"), np.datetime64(calendar.last, "D"))
         self.windows: dict[tuple[tuple[str, ...], str], _Window] = {}
         self.no_rows = np.zeros(batch.n, bool)
+        self.zero_counts = np.zeros(batch.n, np.int64)
+        self.pause_positions: tuple[np.ndarray, np.ndarray] | None = None
+
+    def positions(self, days: np.ndarray) -> np.ndarray:
+        """Calendar positions of dates, validated by one min/max instead of ``positions``' full checks.
+
+        The case models already guarantee real dates, so the common case needs only the subtraction;
+        when any position is out of range (or NaT), ``calendar.positions`` runs to raise its own error,
+        so the message and the offending year stay exactly those of the calendar.
+        """
+        pos = (days - self.first).astype(np.int64)
+        if len(pos) and (pos.min() < 0 or pos.max() >= len(self.calendar.cum)):
+            return self.calendar.positions(days)
+        return pos
 
     def measure(self, rule: Rule) -> RuleMeasure:
         measure = rule.measure
@@ -341,8 +361,8 @@ class _Measurer:
             is_open = np.isnat(end) & valid
             end = np.where(is_open, self.judged_as_of, end)
             # Rows without a start get position 0; they are masked out by ``valid`` afterwards.
-            start_pos = self.calendar.positions(np.where(valid, start, self.first))
-            end_pos = self.calendar.positions(np.where(valid, end, self.first))
+            start_pos = self.positions(np.where(valid, start, self.first))
+            end_pos = self.positions(np.where(valid, end, self.first))
             self.windows[key] = _Window(start, end, start_pos, end_pos, is_open, valid)
         return self.windows[key]
 
@@ -352,9 +372,13 @@ class _Measurer:
             pauses = self.batch.pauses
             rows = pauses.row
             if len(rows):
-                pause_end = np.where(np.isnat(pauses.end), self.judged_as_of, pauses.end)
-                lo = np.maximum(self.calendar.positions(pauses.start), window.start_pos[rows])
-                hi = np.minimum(self.calendar.positions(pause_end), window.end_pos[rows])
+                if self.pause_positions is None:
+                    # The pauses' own positions do not depend on the window: computed once per batch.
+                    pause_end = np.where(np.isnat(pauses.end), self.judged_as_of, pauses.end)
+                    self.pause_positions = (self.positions(pauses.start), self.positions(pause_end))
+                start_pos, end_pos = self.pause_positions
+                lo = np.maximum(start_pos, window.start_pos[rows])
+                hi = np.minimum(end_pos, window.end_pos[rows])
                 keep = (hi > lo) & window.valid[rows]
                 window.pauses = (rows[keep], pauses.reason[keep], lo[keep], hi[keep])
             else:
@@ -388,20 +412,27 @@ class _Measurer:
         n = self.batch.n
         rows, reason, lo, hi = self.clipped_pauses(window)
         if not len(rows):
-            return np.zeros(n, np.int64), np.zeros(n, np.int64)
-        excludable = np.isin(reason, reasons) if reasons else np.zeros(len(rows), bool)
+            return self.zero_counts, self.zero_counts
+        # Few reasons against many pauses: one vectorized comparison per reason, as ``np.isin`` itself
+        # does for object arrays, without its dispatch overhead.
+        excludable = np.zeros(len(rows), bool)
+        for excluded_reason in reasons:
+            excludable |= reason == excluded_reason
         not_excluded = np.bincount(rows[~excludable], minlength=n).astype(np.int64)
         if not excludable.any():
-            return np.zeros(n, np.int64), not_excluded
+            return self.zero_counts, not_excluded
         rows, lo, hi = rows[excludable], lo[excludable], hi[excludable]
-        order = np.lexsort((lo, rows))
-        rows, lo, hi = rows[order], lo[order], hi[order]
-        span = len(self.calendar.cum) + 1
-        running = np.maximum.accumulate(rows * span + hi)
-        previous_end = np.full(len(rows), -1, np.int64)
-        same_case = np.r_[False, rows[1:] == rows[:-1]]
-        previous_end[same_case] = (running[:-1] - rows[1:] * span)[same_case[1:]]
-        begin = np.minimum(np.maximum(lo, previous_end), hi)
+        begin = lo
+        if len(rows) > 1:
+            # Overlaps can only exist between two pauses; a lone pause is its own union.
+            order = np.lexsort((lo, rows))
+            rows, lo, hi = rows[order], lo[order], hi[order]
+            span = len(self.calendar.cum) + 1
+            running = np.maximum.accumulate(rows * span + hi)
+            previous_end = np.full(len(rows), -1, np.int64)
+            same_case = np.r_[False, rows[1:] == rows[:-1]]
+            previous_end[same_case] = (running[:-1] - rows[1:] * span)[same_case[1:]]
+            begin = np.minimum(np.maximum(lo, previous_end), hi)
         cum = self.calendar.cum
         contribution = cum[hi] - cum[begin]
         return np.bincount(rows, weights=contribution, minlength=n).astype(np.int64), not_excluded
@@ -434,13 +465,16 @@ class _Measurer:
             deadline = start + np.timedelta64(limit, "D")
         allowance = None
         note = _named_where(self.no_rows, "")
+        extended = self.no_rows
         if measure.rest_day_extension:
             # 民法典 第203条: a deadline on a rest day moves to the next working day. Past the calendar's
             # last day that cannot be known; the unextended deadline still decides, as every end lies
             # before it.
             beyond = valid & (deadline > np.datetime64(self.calendar.last, "D"))
             rolled = self.calendar.roll_forward(np.where(beyond, self.first, deadline))
-            deadline = np.where(beyond, deadline, np.asarray(rolled, "datetime64[D]"))
+            rolled = np.where(beyond, deadline, np.asarray(rolled, "datetime64[D]"))
+            extended = valid & (rolled != deadline)
+            deadline = rolled
             note = self.beyond_note(beyond)
         if measure.rest_day_extension or isinstance(measure, MonthsMeasure):
             allowance = np.where(valid, (deadline - start).astype(np.float64), np.nan)
@@ -452,6 +486,7 @@ class _Measurer:
             allowance=allowance,
             deadline=shown,
             deadline_note=note,
+            extended=extended,
         )
 
 

@@ -177,7 +177,8 @@ Measure = Annotated[
 UNITS = {
     "working_days": "working_days",
     "calendar_days": "calendar_days",
-    "months": "months",
+    # Judged in months but measured in days: the value is the days elapsed, the limit the days allowed.
+    "months": "calendar_days",
     "ratio": "ratio",
 }
 

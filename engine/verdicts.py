@@ -16,7 +16,7 @@ from pydantic import BaseModel
 
 from engine.executors.plan import KindPlan
 from engine.measures import Measured, RuleMeasure
-from engine.rules import AllOf, Condition, Leaf, NotOf, Rule
+from engine.rules import AllOf, Condition, Leaf, MonthsMeasure, NotOf, Rule
 
 Status = Literal["pass", "fail", "pending", "exempt", "not_applicable"]
 Lang = Literal["zh", "en"]
@@ -85,6 +85,7 @@ _TEXT = {
         "not_excluded": "；{count}段暂停不属可扣除情形，未扣除",
         "extended": "；期限顺延至{deadline}",
         "no_deadline": "；期限超出工作日历覆盖范围，未给出",
+        "not_given": "未给出",
     },
     "en": {
         "effective": "not applicable: in force from {effective}; the case's {anchor} is {date}",
@@ -101,6 +102,7 @@ _TEXT = {
         "not_excluded": "; {count} pauses not excludable, not excluded",
         "extended": "; deadline extended to {deadline}",
         "no_deadline": "; the deadline lies beyond the working-day calendar",
+        "not_given": "not given",
     },
 }
 
@@ -229,7 +231,10 @@ class VerdictBuilder:
         text: dict[str, str],
     ) -> None:
         value = _number(measure.value[row])
-        limit = _number(measure.allowance[row]) if measure.allowance is not None else rule.require.limit
+        # A month limit only has a length in days per case; a day limit keeps its literal number and the
+        # rest-day extension shows in the deadline.
+        months = isinstance(rule.measure, MonthsMeasure)
+        limit = _number(measure.allowance[row]) if months and measure.allowance is not None else rule.require.limit
         deadline = _day(measure.deadline[row]) if measure.deadline is not None else None
         result.update(value=value, limit=limit, deadline=deadline)
         unit = rule.unit
@@ -238,10 +243,11 @@ class VerdictBuilder:
             "value": _quantity(value, unit, lang),
             "op": _OPS[lang][rule.require.op],
             "limit": _quantity(limit, unit, lang),
-            "deadline": deadline,
+            "deadline": deadline or text["not_given"],
         }
         if code == "pending":
-            remaining = int(limit) - int(value)  # type: ignore[arg-type]
+            allowed = measure.allowance[row] if measure.allowance is not None else rule.require.limit
+            remaining = int(allowed) - int(value)  # type: ignore[arg-type]
             result["remaining"] = remaining
             fields["remaining"] = _quantity(remaining, unit, lang)
         message = text[code].format(**fields)
@@ -251,7 +257,7 @@ class VerdictBuilder:
                 message += text["excluded"].format(excluded=result["excluded"])
             if measure.not_excluded is not None and measure.not_excluded[row]:
                 message += text["not_excluded"].format(count=int(measure.not_excluded[row]))
-        if measure.allowance is not None and deadline is not None and code != "pending":
+        if measure.extended is not None and measure.extended[row] and code != "pending":
             message += text["extended"].format(deadline=deadline)
         if measure.deadline_note is not None and measure.deadline_note[row] is not None:
             message += text["no_deadline"]

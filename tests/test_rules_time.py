@@ -41,7 +41,7 @@ D = date.fromisoformat
 WD_AFTER_0302 = {
     0: "2026-03-02", 1: "2026-03-03", 2: "2026-03-04", 3: "2026-03-05", 4: "2026-03-06",
     5: "2026-03-09", 6: "2026-03-10", 7: "2026-03-11", 8: "2026-03-12", 10: "2026-03-16",
-    11: "2026-03-17", 15: "2026-03-20", 16: "2026-03-23",
+    11: "2026-03-17", 15: "2026-03-23", 16: "2026-03-24",
 }  # fmt: skip
 
 APPROVAL_BASE = {"mode": "administrative_approval", "submitted_at": "2026-03-02T10:00:00+08:00"}
@@ -230,11 +230,11 @@ def test_effective_from_uses_local_date(engine):
         ("ccc.2wd", lambda: ccc(applied_at="2026-11-19", concluded_at=None), "fail", 3, "2026-11-23", None),
         # approval open: submitted Mon 11-09, 11 working days to 11-24 > 10
         ("water.over150.approval_10wd",
-         lambda: water(external_works_m=300, applied_at="2026-11-02",
+         lambda: water(external_works_m=300, applied_at="2026-11-02", connected_at=None,
                        approval={"mode": "administrative_approval", "submitted_at": "2026-11-09"}),
          "fail", 11, "2026-11-23", None),
         ("power.over160.approval_5wd",
-         lambda: power(external_works_m=300, applied_at="2026-11-02",
+         lambda: power(external_works_m=300, applied_at="2026-11-02", connected_at=None,
                        approval={"mode": "administrative_approval", "submitted_at": "2026-11-20"}),
          "pending", 2, "2026-11-27", 3),
     ],
@@ -536,7 +536,7 @@ def test_advance_within_15d_open(engine):
     assert (
         status(
             engine,
-            procurement(advance_payment="1", contract_effective_at="2026-11-09"),
+            procurement(advance_payment="300000", contract_effective_at="2026-11-09"),
             "procurement.advance_within_15d",
         )
         == "pending"
@@ -544,7 +544,7 @@ def test_advance_within_15d_open(engine):
     assert (
         status(
             engine,
-            procurement(advance_payment="1", contract_effective_at="2026-11-08"),
+            procurement(advance_payment="300000", contract_effective_at="2026-11-08"),
             "procurement.advance_within_15d",
         )
         == "fail"

@@ -229,6 +229,7 @@ def test_procurement_free_documents(engine, fee, expected):
         (31, 300000, "pass"),
         (31, "299999.99", "fail"),  # 30 % − 1 fen
         (31, 0, "fail"),
+        (31, "0.01", "fail"),  # a tiny ratio (1e-8) must still be judged
         (365, "1000000.00", "pass"),
     ],
 )

@@ -8,6 +8,7 @@ straight after, so two cases with the same case_id never meet and nothing accumu
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import math
@@ -52,7 +53,14 @@ def _plain(value: Any) -> Any:
     if value is None:
         return None
     if isinstance(value, float | np.floating):
-        return None if math.isnan(value) else float(value)
+        if math.isnan(value):
+            return None
+        text = repr(float(value))
+        # durable_rules' JSON reader refuses exponents (1e-08 → error 204): a 0.01 CNY bond on a
+        # 1,000,000 contract must still be judged, so such numbers go in positional notation.
+        if "e" in text:
+            return orjson.Fragment(np.format_float_positional(value, trim="-").encode())
+        return float(value)
     if isinstance(value, np.bool_):
         return bool(value)
     return value
@@ -123,8 +131,12 @@ class DurableExecutor:
                     while message:
                         fired.update(orjson.loads(message))
                         message = durable_rules_engine.complete_and_start_action(handle, state)
-            finally:
-                durable_rules_engine.delete_state(handle, sid)
+            except BaseException:
+                # A refused fact leaves no session behind; don't let the clean-up hide the real error.
+                with contextlib.suppress(durable_rules_engine.error):
+                    durable_rules_engine.delete_state(handle, sid)
+                raise
+            durable_rules_engine.delete_state(handle, sid)
         return fired
 
     @staticmethod
