@@ -250,11 +250,17 @@ def demo(
     for column in ("case", "kind", "verdict", "failing rules"):
         table.add_column(column)
     colours = {"pass": "green", "fail": "red", "warn": "yellow", "pending": "cyan"}
+    tally: dict[str, int] = dict.fromkeys(colours, 0)
     for path in files:
         verdicts, errors = check_records(path.read_bytes(), _as_of(as_of), "zh", "durable")
         _report(errors)
         for verdict in verdicts:
             failing = ", ".join(r["rule"] for r in verdict["results"] if r["status"] == "fail")
             colour = colours[verdict["verdict"]]
+            tally[verdict["verdict"]] += 1
             table.add_row(verdict["case_id"], verdict["kind"], f"[{colour}]{verdict['verdict']}[/]", failing)
     out.print(table)
+    out.print("  ".join(f"[{colours[name]}]{name}[/]: {count}" for name, count in tally.items()))
+    out.print(
+        "Details of one case: casecheck check FILE --as-of DATE (NDJSON verdicts with reasons and clauses)."
+    )

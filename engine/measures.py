@@ -290,7 +290,26 @@ class _Window:
     end_pos: np.ndarray
     is_open: np.ndarray
     valid: np.ndarray  # the start is present
+    start_cum: np.ndarray  # int64: cum at start_pos, read by every working-day rule on the window
+    end_cum: np.ndarray  # int64: cum at end_pos
+    missing: np.ndarray  # object: the first start's name where no start is present
     pauses: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None  # rows, reason, lo, hi
+
+
+@functools.lru_cache(maxsize=16)
+def _calendar_constants(calendar: WorkdayIndex) -> tuple[np.datetime64, int, np.ndarray]:
+    """The first day (as ``datetime64`` and as its epoch day number) and ``cum`` widened to int64.
+
+    Per calendar, not per batch: ``cum`` is int32, and searching it for int64 targets would copy all of
+    it to int64 on every call, which costs more than the search itself for a batch of one.
+    """
+    first = np.datetime64(calendar.first, "D")
+    cum64 = calendar.cum.astype(np.int64)
+    cum64.flags.writeable = False
+    return first, int(first.astype(np.int64)), cum64
+
+
+_NAT_DAY = int(NAT.view(np.int64))
 
 
 class _Measurer:
@@ -299,8 +318,10 @@ class _Measurer:
     def __init__(self, batch: Batch, calendar: WorkdayIndex, as_of: date) -> None:
         self.batch = batch
         self.calendar = calendar
-        self.first = np.datetime64(calendar.first, "D")
-        self.judged_as_of = min(np.datetime64(as_of, "D"), np.datetime64(calendar.last, "D"))
+        self.first, self.first_day, self.cum = _calendar_constants(calendar)
+        # Compared as dates (cheaper than NumPy scalars); a datetime keeps NumPy's reading of it.
+        day = as_of if type(as_of) is date else np.datetime64(as_of, "D").item()
+        self.judged_as_of = np.datetime64(min(day, calendar.last), "D")
         self.windows: dict[tuple[tuple[str, ...], str], _Window] = {}
         self.no_rows = np.zeros(batch.n, bool)
         self.zero_counts = np.zeros(batch.n, np.int64)
@@ -313,8 +334,11 @@ class _Measurer:
         when any position is out of range (or NaT), ``calendar.positions`` runs to raise its own error,
         so the message and the offending year stay exactly those of the calendar.
         """
-        pos = (days - self.first).astype(np.int64)
-        if len(pos) and (pos.min() < 0 or pos.max() >= len(self.calendar.cum)):
+        # Integer arithmetic on the day numbers: NumPy's datetime arithmetic resolves units on every call.
+        pos = days.view(np.int64) - self.first_day
+        # Viewed as unsigned, negative positions (and NaT, the most negative int64) exceed any length,
+        # so one max() checks both ends of the range.
+        if len(pos) and pos.view(np.uint64).max() >= len(self.cum):
             return self.calendar.positions(days)
         return pos
 
@@ -359,11 +383,25 @@ class _Measurer:
             valid = ~np.isnat(start)
             end = columns[end_name]
             is_open = np.isnat(end) & valid
-            end = np.where(is_open, self.judged_as_of, end)
-            # Rows without a start get position 0; they are masked out by ``valid`` afterwards.
-            start_pos = self.positions(np.where(valid, start, self.first))
-            end_pos = self.positions(np.where(valid, end, self.first))
-            self.windows[key] = _Window(start, end, start_pos, end_pos, is_open, valid)
+            if is_open.any():  # closed cases keep their own end; no substitution to make
+                end = np.where(is_open, self.judged_as_of, end)
+            # Rows without a start get position 0; they are masked out by ``valid`` afterwards. Starts
+            # and ends go through one concatenated array: one subtraction and one range check.
+            n = self.batch.n
+            both_valid = np.concatenate((valid, valid))
+            positions = self.positions(np.where(both_valid, np.concatenate((start, end)), self.first))
+            cums = self.cum[positions]
+            self.windows[key] = _Window(
+                start,
+                end,
+                positions[:n],
+                positions[n:],
+                is_open,
+                valid,
+                cums[:n],
+                cums[n:],
+                _named_where(~valid, starts[0]),
+            )
         return self.windows[key]
 
     def clipped_pauses(self, window: _Window) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -375,25 +413,28 @@ class _Measurer:
                 if self.pause_positions is None:
                     # The pauses' own positions do not depend on the window: computed once per batch.
                     pause_end = np.where(np.isnat(pauses.end), self.judged_as_of, pauses.end)
-                    self.pause_positions = (self.positions(pauses.start), self.positions(pause_end))
+                    both = self.positions(np.concatenate((pauses.start, pause_end)))
+                    self.pause_positions = (both[: len(rows)], both[len(rows) :])
                 start_pos, end_pos = self.pause_positions
                 lo = np.maximum(start_pos, window.start_pos[rows])
                 hi = np.minimum(end_pos, window.end_pos[rows])
                 keep = (hi > lo) & window.valid[rows]
-                window.pauses = (rows[keep], pauses.reason[keep], lo[keep], hi[keep])
+                if keep.all():  # usually every pause lies in its case's window: no copies to make
+                    window.pauses = (rows, pauses.reason, lo, hi)
+                else:
+                    window.pauses = (rows[keep], pauses.reason[keep], lo[keep], hi[keep])
             else:
                 window.pauses = (rows, pauses.reason, rows, rows)
         return window.pauses
 
     def working_days(self, measure: WorkingDaysMeasure, limit: int) -> RuleMeasure:
         window = self.window((measure.start,), measure.end)
-        cum = self.calendar.cum
-        elapsed = (cum[window.end_pos] - cum[window.start_pos]).astype(np.int64)
+        elapsed = window.end_cum - window.start_cum
         excluded, not_excluded = self.paused_working_days(window, measure.exclude_pauses)
         deadline, note = self.add_working_days(window, limit + excluded)
         return RuleMeasure(
             np.where(window.valid, (elapsed - excluded).astype(np.float64), np.nan),
-            _named_where(~window.valid, measure.start),
+            window.missing,
             window.is_open,
             deadline=deadline,
             excluded=excluded,
@@ -427,26 +468,25 @@ class _Measurer:
             # Overlaps can only exist between two pauses; a lone pause is its own union.
             order = np.lexsort((lo, rows))
             rows, lo, hi = rows[order], lo[order], hi[order]
-            span = len(self.calendar.cum) + 1
+            span = len(self.cum) + 1
             running = np.maximum.accumulate(rows * span + hi)
             previous_end = np.full(len(rows), -1, np.int64)
             same_case = np.r_[False, rows[1:] == rows[:-1]]
             previous_end[same_case] = (running[:-1] - rows[1:] * span)[same_case[1:]]
             begin = np.minimum(np.maximum(lo, previous_end), hi)
-        cum = self.calendar.cum
+        cum = self.cum
         contribution = cum[hi] - cum[begin]
         return np.bincount(rows, weights=contribution, minlength=n).astype(np.int64), not_excluded
 
     def add_working_days(self, window: _Window, days: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The n-th working day after each start, NaT with a note where it lies beyond the calendar."""
-        cum = self.calendar.cum
-        position = np.searchsorted(cum, cum[window.start_pos] + days, side="left")
+        cum = self.cum
+        position = cum.searchsorted(window.start_cum + days, side="left")
         beyond = window.valid & (position >= len(cum))
-        deadline = np.where(
-            window.valid & ~beyond,
-            self.first + np.minimum(position, len(cum) - 1).astype("timedelta64[D]"),
-            NAT,
-        )
+        shown = window.valid & ~beyond if beyond.any() else window.valid
+        # searchsorted returns at most len(cum), so the day number is always representable; rows beyond
+        # the calendar are replaced by NaT. Day numbers, viewed as dates, spare datetime arithmetic.
+        deadline = np.where(shown, position + self.first_day, _NAT_DAY).view("datetime64[D]")
         return deadline, self.beyond_note(beyond)
 
     def beyond_note(self, beyond: np.ndarray) -> np.ndarray:
@@ -481,7 +521,7 @@ class _Measurer:
         shown = np.where(valid & np.equal(note, None), deadline, NAT)
         return RuleMeasure(
             value,
-            _named_where(~valid, starts[0]),
+            window.missing,
             window.is_open,
             allowance=allowance,
             deadline=shown,

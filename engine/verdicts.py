@@ -234,7 +234,11 @@ class VerdictBuilder:
         # A month limit only has a length in days per case; a day limit keeps its literal number and the
         # rest-day extension shows in the deadline.
         months = isinstance(rule.measure, MonthsMeasure)
-        limit = _number(measure.allowance[row]) if months and measure.allowance is not None else rule.require.limit
+        limit = (
+            _number(measure.allowance[row])
+            if months and measure.allowance is not None
+            else rule.require.limit
+        )
         deadline = _day(measure.deadline[row]) if measure.deadline is not None else None
         result.update(value=value, limit=limit, deadline=deadline)
         unit = rule.unit

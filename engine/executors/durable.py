@@ -9,6 +9,7 @@ straight after, so two cases with the same case_id never meet and nothing accumu
 from __future__ import annotations
 
 import contextlib
+import functools
 import itertools
 import json
 import math
@@ -27,7 +28,9 @@ _HANDLED = 0  # durable_rules_engine.assert_fact status: 1 = no rule matched, 2 
 _OPERATORS = {"ne": "$neq", "lt": "$lt", "le": "$lte", "gt": "$gt", "ge": "$gte"}
 
 
+@functools.cache
 def _key(key: str) -> str:
+    """Cached: the same few dozen keys are renamed for every case checked."""
     return "f_" + key.replace(".", "__")
 
 
@@ -55,6 +58,10 @@ def _plain(value: Any) -> Any:
     if isinstance(value, float | np.floating):
         if math.isnan(value):
             return None
+        # repr() writes an exponent exactly when the magnitude is below 1e-4 or at least 1e16, so the
+        # usual values skip formatting a string just to look at it.
+        if value == 0 or 1e-4 <= abs(value) < 1e16:
+            return float(value)
         text = repr(float(value))
         # durable_rules' JSON reader refuses exponents (1e-08 → error 204): a 0.01 CNY bond on a
         # 1,000,000 contract must still be judged, so such numbers go in positional notation.
@@ -104,7 +111,9 @@ class DurableExecutor:
         """The outcome code of every rule for every row, in the plan's rule order."""
         if not plan.rules:
             return [[] for _ in range(measured.batch.n)]
-        columns = [(_key(k), v) for k, v in fact_columns(plan, measured).items()]
+        # One ``tolist`` per column turns every value into a Python object in C, instead of boxing a
+        # NumPy scalar per key and row.
+        columns = [(_key(k), v.tolist()) for k, v in fact_columns(plan, measured).items()]
         outcomes = []
         for row in range(measured.batch.n):
             fact = {}

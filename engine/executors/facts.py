@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 from engine.executors.plan import EPOCH, KindPlan
@@ -21,21 +23,37 @@ def _flag(mask: np.ndarray) -> np.ndarray:
     return np.where(mask, 1.0, np.nan)
 
 
+def _day_column(column: np.ndarray) -> np.ndarray:
+    return _day_numbers(column) if column.dtype.kind == "M" else column
+
+
 def fact_columns(plan: KindPlan, measured: Measured) -> dict[str, np.ndarray]:
     """Every key the plan's predicates read. Absent values are NaN (numbers) or None (text, booleans)."""
     batch = measured.batch
-    columns: dict[str, np.ndarray] = {"anchor": _day_numbers(measured.anchor)}
+    # Columns shared between keys (the anchor is usually a case field too; rules sharing a window
+    # share their ``open`` mask) are converted once; rules without exemptions share one absent flag.
+    converted: dict[int, np.ndarray] = {}
+
+    def once(column: np.ndarray, convert: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+        if id(column) not in converted:
+            converted[id(column)] = convert(column)
+        return converted[id(column)]
+
+    columns: dict[str, np.ndarray] = {"anchor": once(measured.anchor, _day_column)}
     for name in plan.case_fields:
-        column = batch.columns[name]
-        columns[name] = _day_numbers(column) if column.dtype.kind == "M" else column
+        columns[name] = once(batch.columns[name], _day_column)
+    never: np.ndarray | None = None
     for rule_plan, measure in zip(plan.rules, measured.measures, strict=True):
         i = rule_plan.index
         columns[f"v{i}"] = measure.value
         if measure.allowance is not None:
             columns[f"t{i}"] = measure.allowance
-        columns[f"o{i}"] = _flag(measure.open)
+        columns[f"o{i}"] = once(measure.open, _flag)
         reasons = batch.exemptions.get(rule_plan.rule.id)
-        columns[f"x{i}"] = _flag(
-            np.not_equal(reasons, None) if reasons is not None else np.zeros(batch.n, bool)
-        )
+        if reasons is not None:
+            columns[f"x{i}"] = _flag(np.not_equal(reasons, None))
+        else:
+            if never is None:
+                never = np.full(batch.n, np.nan)
+            columns[f"x{i}"] = never
     return columns
