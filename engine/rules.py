@@ -8,6 +8,7 @@ with all/any/not), so every executor can translate them without parsing strings 
 from __future__ import annotations
 
 import hashlib
+import typing
 from datetime import date
 from functools import lru_cache
 from pathlib import Path
@@ -18,21 +19,6 @@ from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, Validatio
 
 from engine.resources import data_dir
 
-KINDS = (
-    "water_connection",
-    "gas_connection",
-    "power_connection",
-    "procurement_contract",
-    "deregistration",
-    "company_startup",
-    "construction_project",
-    "property_registration",
-    "loan",
-    "ccc_exemption",
-    "customs_declaration",
-    "bankruptcy_case",
-    "service_review",
-)
 Kind = Literal[
     "water_connection",
     "gas_connection",
@@ -48,6 +34,7 @@ Kind = Literal[
     "bankruptcy_case",
     "service_review",
 ]
+KINDS: tuple[str, ...] = typing.get_args(Kind)
 # 暂停计时原因: why the clock may stop; `other` is never excluded.
 PauseReason = Literal["user_internal_works", "gas_tightness_test", "pressure_pipeline_inspection", "other"]
 Scalar = bool | int | float | str

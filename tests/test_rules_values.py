@@ -9,6 +9,7 @@ import re
 
 import pytest
 from conftest import (
+    PER_CASE_RULES,
     bankruptcy,
     ccc,
     check,
@@ -472,51 +473,6 @@ def test_advisory_rules_are_advisory(engine):
 # Completeness, language, sources
 # ---------------------------------------------------------------------------------------------------------
 
-PER_CASE_RULES = {
-    "water_connection": {
-        "water.steps",
-        "water.materials",
-        "water.no_external.2wd",
-        "water.within150.7wd",
-        "water.within150.filing",
-        "water.over150.approval_10wd",
-    },
-    "gas_connection": {
-        "gas.steps",
-        "gas.materials",
-        "gas.no_external.2wd",
-        "gas.within150.15wd",
-        "gas.within150.filing",
-        "gas.over150.approval_10wd",
-        "gas.internal_works.10d",
-    },
-    "power_connection": {
-        "power.low.steps",
-        "power.high.steps",
-        "power.high630.steps",
-        "power.low.no_external.3wd",
-        "power.high.no_external.15wd",
-        "power.within160.filing",
-        "power.over160.approval_5wd",
-        "power.le160kw.low_voltage",
-    },
-    "procurement_contract": {
-        "procurement.no_bid_deposit",
-        "procurement.bond_cap_5pct",
-        "procurement.free_documents",
-        "procurement.advance_30pct",
-        "procurement.advance_within_15d",
-    },
-    "deregistration": {"deregistration.notice_20d"},
-    "company_startup": {"startup.one_step", "startup.one_day", "startup.zero_fee"},
-    "construction_project": {"construction.80_days", "construction.small_no_air_defense_fee"},
-    "property_registration": {"property.same_day", "property.one_step"},
-    "loan": set(),
-    "ccc_exemption": {"ccc.2wd", "ccc.urgent_same_day"},
-    "customs_declaration": set(),
-    "bankruptcy_case": {"bankruptcy.6_months"},
-    "service_review": {"review.negative_revisited", "review.negative_rectified"},
-}
 
 SAMPLES = [
     water(),

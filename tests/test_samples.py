@@ -13,6 +13,7 @@ from functools import cache
 from pathlib import Path
 
 import pytest
+from conftest import PER_CASE_RULES
 
 from engine import Engine
 from engine.rules import KINDS, load_pack
@@ -33,53 +34,7 @@ def kind_of(expected_file: Path) -> str:
     return expected_file.name.removesuffix(".expected.json")
 
 
-# Per-case rules of every kind, as catalogued in RULES.md ("Per-case rules"); loan and customs have only
-# aggregate rules, judged by ``scan``.
-RULES_MD: dict[str, set[str]] = {
-    "water_connection": {
-        "water.steps",
-        "water.materials",
-        "water.no_external.2wd",
-        "water.within150.7wd",
-        "water.within150.filing",
-        "water.over150.approval_10wd",
-    },
-    "gas_connection": {
-        "gas.steps",
-        "gas.materials",
-        "gas.no_external.2wd",
-        "gas.within150.15wd",
-        "gas.within150.filing",
-        "gas.over150.approval_10wd",
-        "gas.internal_works.10d",
-    },
-    "power_connection": {
-        "power.low.steps",
-        "power.high.steps",
-        "power.high630.steps",
-        "power.low.no_external.3wd",
-        "power.high.no_external.15wd",
-        "power.within160.filing",
-        "power.over160.approval_5wd",
-        "power.le160kw.low_voltage",
-    },
-    "procurement_contract": {
-        "procurement.no_bid_deposit",
-        "procurement.bond_cap_5pct",
-        "procurement.free_documents",
-        "procurement.advance_30pct",
-        "procurement.advance_within_15d",
-    },
-    "deregistration": {"deregistration.notice_20d"},
-    "company_startup": {"startup.one_step", "startup.one_day", "startup.zero_fee"},
-    "construction_project": {"construction.80_days", "construction.small_no_air_defense_fee"},
-    "property_registration": {"property.same_day", "property.one_step"},
-    "loan": set(),
-    "ccc_exemption": {"ccc.2wd", "ccc.urgent_same_day"},
-    "customs_declaration": set(),
-    "bankruptcy_case": {"bankruptcy.6_months"},
-    "service_review": {"review.negative_revisited", "review.negative_rectified"},
-}
+RULES_MD = PER_CASE_RULES
 
 
 def per_case_rules(kind: str) -> set[str]:
