@@ -10,7 +10,7 @@ import sys
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import orjson
 import typer
@@ -20,6 +20,9 @@ from rich.table import Table
 from engine.calendar import CalendarRangeError, load_calendar
 from engine.cases import InvalidCase, case_json_schema, validate_case
 from engine.rules import KINDS, AggregateRule, RulePackError, load_pack, load_pack_from
+
+if TYPE_CHECKING:
+    from engine.core import Engine
 
 app = typer.Typer(help="Check case records against 甬政办发〔2020〕36号.", no_args_is_help=True)
 rules_app = typer.Typer(help="The rule pack: list, show, validate.", no_args_is_help=True)
@@ -110,12 +113,17 @@ def _report(errors: list[RecordError]) -> None:
         err.print(f"line {e.line}{who}: {e.path}: {e.message}", markup=False, highlight=False)
 
 
-def check_records(
-    data: bytes, as_of: date | None, lang: Literal["zh", "en"], engine: Literal["durable", "columnar"]
-) -> tuple[list[dict[str, Any]], list[RecordError]]:
-    """Validate every record, check the valid ones, and keep every problem with its line and path."""
+def load_engine(name: Literal["durable", "columnar"]) -> Engine:
+    """Imported here, not at the top: `casecheck calendar …` should not pay for durable_rules and Polars."""
     from engine.core import Engine
 
+    return Engine.load(engine=name)
+
+
+def check_records(
+    data: bytes, as_of: date | None, lang: Literal["zh", "en"], engine: Engine
+) -> tuple[list[dict[str, Any]], list[RecordError]]:
+    """Validate every record, check the valid ones, and keep every problem with its line and path."""
     records, errors = read_records(data)
     cases = []
     for line, obj in records:
@@ -124,7 +132,7 @@ def check_records(
         except InvalidCase as exc:
             case_id = obj.get("case_id") if isinstance(obj, dict) else None
             errors.extend(RecordError(line, case_id, e.path, e.message) for e in exc.errors)
-    verdicts = Engine.load(engine=engine).check_many(cases, as_of, lang) if cases else []
+    verdicts = engine.check_many(cases, as_of, lang) if cases else []
     return verdicts, errors
 
 
@@ -141,7 +149,7 @@ def check(
     chosen_lang = _choice(lang, ("zh", "en"), "--lang")
     chosen_engine = _choice(engine, ("durable", "columnar"), "--engine")
     day = _as_of(as_of)
-    verdicts, errors = check_records(_read_input(source), day, chosen_lang, chosen_engine)
+    verdicts, errors = check_records(_read_input(source), day, chosen_lang, load_engine(chosen_engine))
     _report(errors)
     if len(verdicts) == 1 and sys.stdout.isatty():
         sys.stdout.buffer.write(orjson.dumps(verdicts[0], option=orjson.OPT_INDENT_2) + b"\n")
@@ -251,8 +259,10 @@ def demo(
         table.add_column(column)
     colours = {"pass": "green", "fail": "red", "warn": "yellow", "pending": "cyan"}
     tally: dict[str, int] = dict.fromkeys(colours, 0)
+    engine = load_engine("durable")
+    day = _as_of(as_of)
     for path in files:
-        verdicts, errors = check_records(path.read_bytes(), _as_of(as_of), "zh", "durable")
+        verdicts, errors = check_records(path.read_bytes(), day, "zh", engine)
         _report(errors)
         for verdict in verdicts:
             failing = ", ".join(r["rule"] for r in verdict["results"] if r["status"] == "fail")

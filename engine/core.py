@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo
 import orjson
 
 from engine.calendar import WorkdayIndex, load_calendar
-from engine.cases import Case, validate_case
+from engine.cases import Case, CaseBase, validate_case
 from engine.executors.plan import KindPlan, plan_kind
 from engine.measures import Batch, Measured, measure_batch, referenced_fields
 from engine.rules import KINDS, RulePack, load_pack
@@ -82,7 +82,7 @@ class Engine:
         """The verdict of one case: a dict, JSON bytes/str, or a validated case model."""
         if isinstance(case, bytes | str):
             case = orjson.loads(case)
-        model = case if hasattr(case, "kind") and hasattr(case, "case_id") else validate_case(case)
+        model = case if isinstance(case, CaseBase) else validate_case(case)
         return Verdict.model_validate(self.check_many([model], as_of, lang)[0])
 
     def check_many(

@@ -12,7 +12,7 @@ import functools
 import types
 import typing
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
@@ -49,15 +49,6 @@ class Pauses:
     start: np.ndarray  # datetime64[D]
     end: np.ndarray  # datetime64[D], NaT while the pause is still running
 
-    @classmethod
-    def empty(cls) -> Pauses:
-        return cls(
-            np.empty(0, np.int64),
-            np.empty(0, object),
-            np.empty(0, "datetime64[D]"),
-            np.empty(0, "datetime64[D]"),
-        )
-
 
 @dataclass
 class Batch:
@@ -74,7 +65,6 @@ class Batch:
     fen: dict[str, np.ndarray]
     pauses: Pauses
     exemptions: dict[str, np.ndarray]  # rule id → the exemption's reason per row (object, None if none)
-    extra: dict[str, np.ndarray] = field(default_factory=dict)  # district, department, channel
 
     @property
     def n(self) -> int:
@@ -106,12 +96,8 @@ class Batch:
             np.array(starts, "datetime64[D]"),
             np.array([NAT if e is None else e for e in ends], "datetime64[D]"),
         )
-        extra = {
-            name: np.array([getattr(case, name, None) for case in cases], object)
-            for name in ("district", "department", "channel")
-        }
         case_id = np.array([case.case_id for case in cases], object)
-        return cls(kind, case_id, columns, fen, pauses, exemptions, extra)
+        return cls(kind, case_id, columns, fen, pauses, exemptions)
 
 
 def _local_day(value: date | datetime) -> date:
@@ -232,8 +218,7 @@ class Measured:
     batch: Batch
     as_of: date
     anchor: np.ndarray  # datetime64[D]
-    rules: list[Rule]
-    measures: list[RuleMeasure]
+    measures: list[RuleMeasure]  # one per rule of the kind, in the pack's order
 
 
 def measure_batch(pack: RulePack, batch: Batch, calendar: WorkdayIndex, as_of: date) -> Measured:
@@ -243,21 +228,11 @@ def measure_batch(pack: RulePack, batch: Batch, calendar: WorkdayIndex, as_of: d
     cache: dict[str, RuleMeasure] = {}
     measures = []
     for rule in rules:
-        key = _measure_key(rule)
-        if key not in cache:
-            cache[key] = measurer.measure(rule)
-        measures.append(cache[key])
-    return Measured(batch, as_of, batch.columns[pack.anchor(batch.kind)], rules, measures)
-
-
-_MEASURE_KEYS: dict[str, str] = {}
-
-
-def _measure_key(rule: Rule) -> str:
-    """Rules that measure the same thing against the same limit share one computation."""
-    if rule.id not in _MEASURE_KEYS:
-        _MEASURE_KEYS[rule.id] = f"{rule.measure.model_dump_json()}|{rule.require.limit}"
-    return _MEASURE_KEYS[rule.id]
+        # Rules that measure the same thing against the same limit share one computation.
+        if rule.measure_key not in cache:
+            cache[rule.measure_key] = measurer.measure(rule)
+        measures.append(cache[rule.measure_key])
+    return Measured(batch, as_of, batch.columns[pack.anchor(batch.kind)], measures)
 
 
 def _absent(column: np.ndarray) -> np.ndarray:

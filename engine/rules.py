@@ -7,6 +7,7 @@ with all/any/not), so every executor can translate them without parsing strings 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import typing
 from datetime import date
@@ -209,6 +210,11 @@ class Rule(Strict):
     effective_from: date
     # steps, documents, CNY … for field measures; time and ratio measures carry their own unit.
     unit: str | None = None
+
+    @functools.cached_property
+    def measure_key(self) -> str:
+        """Equal for rules whose measure and limit are equal, so they can share one computation."""
+        return f"{self.measure.model_dump_json()}|{self.require.limit}"
 
     @model_validator(mode="after")
     def _unit_from_measure(self) -> Rule:

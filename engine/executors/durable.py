@@ -2,8 +2,9 @@
 
 Each case is asserted as a fact in a session (``sid``) of its own; durable_rules' matcher selects the
 (rule, outcome) entries whose conditions hold, and their names are the outcomes. The session is deleted
-straight after, so two cases with the same case_id never meet and nothing accumulates over a long run. durable_rules keeps global state in its C engine and treats ``id`` and
-``sid`` specially, so case fields never travel under those names: keys are ``f_``-prefixed.
+straight after, so two cases with the same case_id never meet and nothing accumulates over a long run.
+durable_rules keeps global state in its C engine and treats ``id`` and ``sid`` specially, so case fields
+never travel under those names: keys are ``f_``-prefixed.
 """
 
 from __future__ import annotations
@@ -58,16 +59,12 @@ def _plain(value: Any) -> Any:
     if isinstance(value, float | np.floating):
         if math.isnan(value):
             return None
-        # repr() writes an exponent exactly when the magnitude is below 1e-4 or at least 1e16, so the
-        # usual values skip formatting a string just to look at it.
+        # durable_rules' JSON reader refuses exponents (1e-08 → error 204), and JSON writers use one
+        # exactly below 1e-4 or from 1e16 up: a 0.01 CNY bond on a 1,000,000 contract must still be
+        # judged, so such numbers go in positional notation.
         if value == 0 or 1e-4 <= abs(value) < 1e16:
             return float(value)
-        text = repr(float(value))
-        # durable_rules' JSON reader refuses exponents (1e-08 → error 204): a 0.01 CNY bond on a
-        # 1,000,000 contract must still be judged, so such numbers go in positional notation.
-        if "e" in text:
-            return orjson.Fragment(np.format_float_positional(value, trim="-").encode())
-        return float(value)
+        return orjson.Fragment(np.format_float_positional(value, trim="-").encode())
     if isinstance(value, np.bool_):
         return bool(value)
     return value
@@ -90,7 +87,6 @@ class DurableExecutor:
         self._lock = threading.Lock()
         self._sessions = itertools.count()
         self._handles: dict[str, int] = {}
-        self._fact_keys: dict[str, list[tuple[str, str]]] = {}
         instance = next(self._instances)
         for kind, plan in plans.items():
             if not plan.rules:
