@@ -274,3 +274,91 @@ def demo(
     out.print(
         "Details of one case: casecheck check FILE --as-of DATE (NDJSON verdicts with reasons and clauses)."
     )
+
+
+@app.command()
+def scan(
+    paths: Annotated[
+        list[Path], typer.Argument(help="Files (.ndjson, .jsonl, .json, .csv, .parquet) or folders.")
+    ],
+    out: Annotated[Path, typer.Option("--out", help="Folder for the outputs.")] = Path("out"),
+    as_of: AsOf = None,
+    period: Annotated[
+        str, typer.Option("--period", help="Aggregate period: month, quarter or year.")
+    ] = "month",
+    by: Annotated[
+        str | None, typer.Option("--by", help="Also group aggregates by district or department.")
+    ] = None,
+    engine: EngineOption = "columnar",
+) -> None:
+    """Check every case of PATHS; write verdicts/results Parquet, errors.jsonl and summary.json to --out."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from engine.scan import Scanner, input_files
+
+    chosen_period = _choice(period, ("month", "quarter", "year"), "--period")
+    if by is not None:
+        _choice(by, ("district", "department"), "--by")
+    chosen_engine = _choice(engine, ("durable", "columnar"), "--engine")
+    try:
+        files = input_files(paths)
+    except (FileNotFoundError, ValueError) as exc:
+        err.print(f"[red]error:[/] {exc}", highlight=False)
+        raise typer.Exit(EXIT_INVALID) from None
+    scanner = Scanner(load_engine(chosen_engine), out, _as_of(as_of), chosen_period, by)
+    columns = (TextColumn("scanning"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=err, disable=not err.is_terminal, transient=True) as bar:
+        task = bar.add_task("scan", total=None)
+        summary = scanner.scan(files, progress=lambda n: bar.advance(task, n))
+    _print_summary(summary, out)
+    if summary["verdicts"] == 0 and summary["errors"]:
+        raise typer.Exit(EXIT_INVALID)
+
+
+def _print_summary(summary: dict[str, Any], out_dir: Path) -> None:
+    """The scan's headline numbers, the rules with the most failures, and the aggregate groups that fail."""
+    counts = summary["verdict_counts"]
+    out.print(
+        f"{summary['input']} cases read: {summary['verdicts']} checked, {summary['errors']} errors "
+        f"(as of {summary['as_of']}, {summary['ruleset']}, {summary['calendar']})"
+    )
+    out.print("  ".join(f"{name}: {count}" for name, count in counts.items()))
+    table = Table(title="per-case rules, most failures first")
+    for column in ("rule", "pass", "fail", "pending", "exempt", "n/a", "compliance"):
+        table.add_column(column, justify="left" if column == "rule" else "right")
+    rows = sorted(summary["rules"].items(), key=lambda item: -item[1].get("fail", 0))
+    for rule_id, by_status in rows:
+        judged = by_status.get("pass", 0) + by_status.get("fail", 0)
+        rate = f"{by_status.get('pass', 0) / judged:.1%}" if judged else "—"
+        table.add_row(
+            rule_id,
+            *(str(by_status.get(s, 0)) for s in ("pass", "fail", "pending", "exempt", "not_applicable")),
+            rate,
+        )
+    out.print(table)
+    failing = [a for a in summary["aggregates"] if a["status"] == "fail"]
+    out.print(f"aggregate groups: {len(summary['aggregates'])}, failing: {len(failing)}")
+    for entry in failing[:10]:
+        group = f" {entry['group']}" if entry["group"] else ""
+        out.print(
+            f"  {entry['rule']} {entry['period']}{group}: {entry['value']} vs {entry['op']} {entry['limit']} (n={entry['n']})"
+        )
+    out.print(f"outputs in {out_dir}/: verdicts.parquet, results.parquet, errors.jsonl, summary.json")
+
+
+@app.command()
+def generate(
+    n: Annotated[int, typer.Option("--n", min=1, help="How many cases.")] = 1000,
+    seed: Annotated[int, typer.Option("--seed", help="Same seed, same cases.")] = 0,
+    out_file: Annotated[Path, typer.Option("--out", help="Output file: .ndjson, .jsonl or .parquet.")] = Path(
+        "cases.ndjson"
+    ),
+) -> None:
+    """Synthetic cases of every kind (most compliant, some failing, boundaries, pauses, open cases)."""
+    from engine.generate import generate_cases, write_cases
+
+    if out_file.suffix not in (".ndjson", ".jsonl", ".parquet"):
+        err.print("[red]error:[/] --out must end in .ndjson, .jsonl or .parquet")
+        raise typer.Exit(EXIT_INVALID)
+    write_cases(generate_cases(n, seed), out_file)
+    out.print(f"{n} cases (seed {seed}) written to {out_file}")

@@ -7,10 +7,13 @@ some carry pauses, exemptions or no end yet. The same seed always gives the same
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from datetime import date, datetime, time, timedelta
-from decimal import Decimal
+from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
+from pathlib import Path
 from typing import Any
+
+import orjson
 
 from engine.rules import KINDS
 
@@ -37,6 +40,8 @@ DEPARTMENTS = (
 )
 PAUSE_REASONS = ("user_internal_works", "gas_tightness_test", "pressure_pipeline_inspection", "other")
 FIRST_DAY = date(2019, 1, 2)
+# Bonds are rounded down and advances up to the fen, as a payer who means to comply would round.
+FEN = Decimal("0.01")
 LAST_DAY = date(2026, 11, 20)
 
 
@@ -62,7 +67,7 @@ class _Draw:
             return moment.isoformat(timespec="minutes")
         return (moment - timedelta(hours=8)).isoformat(timespec="seconds") + "Z"
 
-    def after(self, start: date, typical: int, spread: int) -> date:
+    def after(self, start: date, typical: float, spread: float) -> date:
         days = max(0, int(self.rng.gauss(typical, spread)))
         return min(start + timedelta(days=days), date(2026, 12, 31))
 
@@ -103,10 +108,10 @@ def _pauses(draw: _Draw, start: date, end: date | None) -> list[dict[str, Any]]:
     return pauses
 
 
-def _utility(draw: _Draw, case: dict[str, Any], boundary: float, typical: int) -> None:
+def _utility(draw: _Draw, case: dict[str, Any], boundary: float, typical: int, approval_days: int) -> None:
     applied = draw.day()
     works = draw.length(boundary)
-    connected = None if draw.chance(0.05) else draw.after(applied, typical if works else 2, 2)
+    connected = None if draw.chance(0.05) else draw.after(applied, typical if works else 1, 1)
     case.update(
         applied_at=draw.stamp(applied),
         external_works_m=works,
@@ -125,13 +130,13 @@ def _utility(draw: _Draw, case: dict[str, Any], boundary: float, typical: int) -
             "submitted_at": submitted.isoformat(),
         }
         if draw.chance(0.95):
-            approval["approved_at"] = draw.after(submitted, 8, 4).isoformat()
+            approval["approved_at"] = draw.after(submitted, approval_days, 2).isoformat()
         case["approval"] = approval
     case["pauses"] = _pauses(draw, applied, connected)
 
 
 def _water(draw: _Draw, case: dict[str, Any]) -> None:
-    _utility(draw, case, 150, 6)
+    _utility(draw, case, 150, 5, 5)
     case.update(customer_type=draw.rng.choices(("non_residential", "residential"), (9, 1))[0])
     case["materials"] = draw.rng.choices((0, 1, 2), (1, 15, 1))[0]
 
@@ -144,15 +149,18 @@ def _gas(draw: _Draw, case: dict[str, Any]) -> None:
         started = draw.day()
         works: dict[str, Any] = {"started_at": started.isoformat()}
         if draw.chance(0.9):
-            works["accepted_at"] = draw.after(started, 7, 3).isoformat()
+            works["accepted_at"] = draw.after(started, 5, 2).isoformat()
         case["internal_works"] = works
 
 
 def _power(draw: _Draw, case: dict[str, Any]) -> None:
-    _utility(draw, case, 160, 8)
-    case["voltage"] = draw.rng.choices(("low", "high"), (3, 1))[0]
+    _utility(draw, case, 160, 8, 2)
+    capacity = draw.rng.choice((50.0, 100.0, 160.0, 161.0, 400.0, 800.0))
+    # Small customers mostly go low voltage (task (28)); a few do not.
+    small = capacity <= 160
+    case["voltage"] = "low" if (small and draw.chance(0.95)) or (not small and draw.chance(0.2)) else "high"
     if draw.chance(0.8):
-        case["capacity_kw"] = draw.rng.choice((50.0, 100.0, 160.0, 161.0, 400.0))
+        case["capacity_kw"] = capacity
     if case["voltage"] == "high" and draw.chance(0.8):
         case["capacity_kva"] = draw.rng.choice((315.0, 630.0, 631.0, 1250.0))
 
@@ -160,18 +168,18 @@ def _power(draw: _Draw, case: dict[str, Any]) -> None:
 def _procurement(draw: _Draw, case: dict[str, Any]) -> None:
     effective = draw.day()
     amount = draw.money(10_000, 5_000_000)
-    bond_rate = draw.rng.choice((Decimal(0), Decimal("0.02"), Decimal("0.05"), Decimal("0.06")))
-    advance_rate = draw.rng.choice(
-        (Decimal(0), Decimal("0.3"), Decimal("0.3"), Decimal("0.4"), Decimal("0.2"))
-    )
+    rates = (Decimal(0), Decimal("0.02"), Decimal("0.05"), Decimal("0.06"))
+    bond_rate = draw.rng.choices(rates, (50, 25, 22, 3))[0]
+    advance_rates = (Decimal(0), Decimal("0.2"), Decimal("0.3"), Decimal("0.4"))
+    advance_rate = draw.rng.choices(advance_rates, (3, 2, 50, 45))[0]
     case.update(
         procurement_method=draw.rng.choice(("tender", "non_tender")),
         category=draw.rng.choice(("goods", "services", "works")),
         contract_amount=str(amount),
         bid_deposit=str(Decimal(0) if draw.chance(0.95) else draw.money(100, 5000)),
-        performance_bond=str((amount * bond_rate).quantize(Decimal("0.01"))),
+        performance_bond=str((amount * bond_rate).quantize(FEN, ROUND_FLOOR)),
         performance_period_days=draw.rng.choice((10, 30, 31, 90, 365)),
-        advance_payment=str((amount * advance_rate).quantize(Decimal("0.01"))),
+        advance_payment=str((amount * advance_rate).quantize(FEN, ROUND_CEILING)),
         contract_effective_at=draw.stamp(effective),
         electronic=draw.chance(0.5),
         documents_fee=str(Decimal(0) if draw.chance(0.97) else Decimal(200)),
@@ -179,7 +187,7 @@ def _procurement(draw: _Draw, case: dict[str, Any]) -> None:
     if draw.chance(0.3):
         case["ready_at"] = (effective + timedelta(days=draw.rng.randrange(0, 10))).isoformat()
     if advance_rate and draw.chance(0.95):
-        case["advance_paid_at"] = draw.after(effective + timedelta(days=5), 8, 5).isoformat()
+        case["advance_paid_at"] = draw.after(effective + timedelta(days=5), 4, 3).isoformat()
 
 
 def _deregistration(draw: _Draw, case: dict[str, Any]) -> None:
@@ -192,7 +200,9 @@ def _deregistration(draw: _Draw, case: dict[str, Any]) -> None:
         applied_at=draw.stamp(applied),
     )
     if draw.chance(0.95):
-        case["notice_start"] = (applied - timedelta(days=draw.rng.choice((19, 20, 21, 25, 30)))).isoformat()
+        case["notice_start"] = (
+            applied - timedelta(days=draw.rng.choices((19, 20, 21, 25, 30), (1, 6, 6, 6, 6))[0])
+        ).isoformat()
     if draw.chance(0.9):
         case["deregistered_at"] = draw.after(applied, 3, 2).isoformat()
 
@@ -202,7 +212,7 @@ def _startup(draw: _Draw, case: dict[str, Any]) -> None:
     case.update(applied_at=draw.stamp(applied), steps=draw.rng.choices((1, 2), (19, 1))[0])
     case["fees"] = str(Decimal(0) if draw.chance(0.9) else Decimal(300))
     if draw.chance(0.97):
-        case["completed_at"] = draw.after(applied, 1, 1).isoformat()
+        case["completed_at"] = draw.after(applied, 0, 1).isoformat()
 
 
 def _construction(draw: _Draw, case: dict[str, Any]) -> None:
@@ -216,7 +226,7 @@ def _construction(draw: _Draw, case: dict[str, Any]) -> None:
     if draw.chance(0.9):
         case["floor_area_m2"] = draw.rng.choice((1200.0, 5000.0, 5000.5, 12000.0))
     if draw.chance(0.85):
-        case["completion_accepted_at"] = draw.after(assigned, 70, 12).isoformat()
+        case["completion_accepted_at"] = draw.after(assigned, 60, 10).isoformat()
 
 
 def _property(draw: _Draw, case: dict[str, Any]) -> None:
@@ -244,9 +254,11 @@ def _loan(draw: _Draw, case: dict[str, Any]) -> None:
 
 def _ccc(draw: _Draw, case: dict[str, Any]) -> None:
     applied = draw.day()
-    case.update(applied_at=draw.stamp(applied), urgent=draw.chance(0.2))
+    urgent = draw.chance(0.2)
+    case.update(applied_at=draw.stamp(applied), urgent=urgent)
     if draw.chance(0.95):
-        case["concluded_at"] = draw.after(applied, 1, 1).isoformat()
+        # Urgent applications are mostly concluded the same day (task (55)).
+        case["concluded_at"] = draw.after(applied, 0 if urgent else 1, 0.3 if urgent else 1).isoformat()
 
 
 def _customs(draw: _Draw, case: dict[str, Any]) -> None:
@@ -264,7 +276,7 @@ def _bankruptcy(draw: _Draw, case: dict[str, Any]) -> None:
         procedure=draw.rng.choice(("simplified", "no_asset", "ordinary")), accepted_at=draw.stamp(accepted)
     )
     if draw.chance(0.85):
-        case["concluded_at"] = draw.after(accepted, 150, 40).isoformat()
+        case["concluded_at"] = draw.after(accepted, 120, 30).isoformat()
 
 
 def _review(draw: _Draw, case: dict[str, Any]) -> None:
@@ -316,3 +328,38 @@ def generate_cases(n: int, seed: int = 0, kinds: tuple[str, ...] = KINDS) -> Ite
                 {"rule": rng.choice(_EXEMPTIBLE[kind]), "reason": "经主管部门批准的特殊情形"}
             ]
         yield case
+
+
+def write_cases(cases: Iterable[dict[str, Any]], path: Path, chunk: int = 100_000) -> None:
+    """NDJSON, or Parquet by extension; written in chunks so that millions of cases fit in memory."""
+    if path.suffix == ".parquet":
+        import polars as pl
+        import pyarrow.parquet as pq
+
+        writer: pq.ParquetWriter | None = None
+        schema: pl.Schema | None = None
+        for rows in _chunks(cases, chunk):
+            # Money travels as text (exact fen); every kind's fields share one wide schema, read off the
+            # first chunk (which, at this size, holds every field the generator writes).
+            frame = pl.DataFrame(rows, schema=schema, strict=False, infer_schema_length=None)
+            if writer is None:
+                schema = frame.schema
+                writer = pq.ParquetWriter(path, frame.to_arrow().schema)
+            writer.write_table(frame.to_arrow())
+        if writer is not None:
+            writer.close()
+        return
+    with path.open("wb") as handle:
+        for rows in _chunks(cases, chunk):
+            handle.write(b"".join(orjson.dumps(row) + b"\n" for row in rows))
+
+
+def _chunks(items: Iterable[dict[str, Any]], size: int) -> Iterator[list[dict[str, Any]]]:
+    batch: list[dict[str, Any]] = []
+    for item in items:
+        batch.append(item)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch

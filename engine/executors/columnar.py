@@ -18,7 +18,7 @@ from engine.executors.facts import fact_columns
 from engine.executors.plan import And, Cmp, Has, KindPlan, Lacks, Or, Predicate, Ref
 from engine.measures import Measured
 
-_COMPARE = {
+COMPARE = {
     "eq": operator.eq,
     "ne": operator.ne,
     "lt": operator.lt,
@@ -40,7 +40,7 @@ def compile_predicate(predicate: Predicate) -> pl.Expr:
         return pl.col(predicate.key).is_null()
     assert isinstance(predicate, Cmp)
     right = pl.col(predicate.value.key) if isinstance(predicate.value, Ref) else pl.lit(predicate.value)
-    return _COMPARE[predicate.op](pl.col(predicate.key), right).fill_null(False)
+    return COMPARE[predicate.op](pl.col(predicate.key), right).fill_null(False)
 
 
 def compile_plan(plan: KindPlan) -> list[pl.Expr]:

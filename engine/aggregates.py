@@ -1,0 +1,201 @@
+"""Aggregate rules: means and shares per group (kind, period of the anchor date, optional --by key).
+
+A scan feeds batches in as it goes; only per-group sums are kept (n, sum, open), so memory does not
+grow with the number of cases. A group with fewer cases than the rule's ``min_cases`` is
+``insufficient_data``. Open cases (no end yet) are counted but not averaged (SPEC "Aggregate rules").
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import date
+from typing import Any, Literal
+
+import numpy as np
+import polars as pl
+
+from engine.calendar import WorkdayIndex
+from engine.executors.columnar import COMPARE, compile_predicate
+from engine.executors.plan import lower
+from engine.measures import Batch, iter_leaves, measure_fields
+from engine.rules import AggregateRule, FieldMeasure, RulePack, WorkingDaysMeasure
+
+Period = Literal["month", "quarter", "year"]
+_EPOCH = np.datetime64("1970-01-01", "D")
+NO_GROUP = "(未填)"
+
+
+def period_labels(days: np.ndarray, period: Period) -> np.ndarray:
+    """``2026-03``, ``2026-Q1`` or ``2026`` for each anchor date."""
+    months = days.astype("datetime64[M]").astype(np.int64)
+    years = months // 12 + 1970
+    if period == "year":
+        return years.astype(str).astype(object)
+    if period == "quarter":
+        return np.char.add(np.char.add(years.astype(str), "-Q"), (months % 12 // 3 + 1).astype(str)).astype(
+            object
+        )
+    return np.datetime_as_string(days.astype("datetime64[M]")).astype(object)
+
+
+def _frame(batch: Batch, names: list[str]) -> pl.DataFrame:
+    """The named case fields as Polars columns; dates as day numbers, as the predicates compare them."""
+    series = []
+    for name in names:
+        column = batch.columns[name]
+        if column.dtype.kind == "M":
+            numbers = (column - _EPOCH).astype(np.float64)
+            numbers[np.isnat(column)] = np.nan
+            series.append(pl.Series(name, numbers, nan_to_null=True))
+        elif column.dtype.kind == "f":
+            series.append(pl.Series(name, column, nan_to_null=True))
+        else:
+            series.append(pl.Series(name, column.tolist(), strict=False))
+    return pl.DataFrame(series)
+
+
+def _holds(condition: Any, frame: pl.DataFrame) -> np.ndarray:
+    if condition is None:
+        return np.ones(frame.height, bool)
+    return frame.select(compile_predicate(lower(condition)).alias("holds"))["holds"].to_numpy()
+
+
+class AggregateAccumulator:
+    """Running per-group sums of every aggregate rule over the batches of a scan."""
+
+    def __init__(
+        self, pack: RulePack, calendar: WorkdayIndex, as_of: date, period: Period, by: str | None
+    ) -> None:
+        self.pack = pack
+        self.calendar = calendar
+        self.as_of = as_of
+        self.period = period
+        self.by = by
+        # (rule id, period, group) → [cases in scope, values averaged or cases counted, sum, open]
+        self.groups: dict[tuple[str, str, str | None], list[float]] = defaultdict(lambda: [0, 0, 0.0, 0])
+
+    def rules_for(self, kind: str) -> list[AggregateRule]:
+        return [rule for rule in self.pack.aggregates if rule.kind in (kind, "*")]
+
+    def fields(self, kind: str) -> list[str]:
+        """Case fields the kind's aggregate rules read, so the scan's batches carry them."""
+        found: dict[str, None] = {}
+        for rule in self.rules_for(kind):
+            for condition in (rule.scope, rule.share_of):
+                if condition is not None:
+                    found.update(dict.fromkeys(leaf.field for leaf in iter_leaves(condition)))
+            if rule.measure is not None:
+                found.update(dict.fromkeys(measure_fields(rule.measure)))
+        if self.by:
+            found[self.by] = None
+        return list(found)
+
+    def add(self, kind: str, batch: Batch) -> None:
+        rules = self.rules_for(kind)
+        if not rules or batch.n == 0:
+            return
+        anchor = batch.columns[self.pack.anchor(kind)]
+        periods = period_labels(anchor, self.period)
+        keys = batch.columns[self.by] if self.by else np.full(batch.n, None, object)
+        keys = np.where(np.equal(keys, None), NO_GROUP, keys) if self.by else keys
+        frame = _frame(batch, self.fields(kind))
+        for rule in rules:
+            # 自生效之日起: a case counts when its anchor date is on or after the rule's from date.
+            in_force = anchor >= np.datetime64(rule.effective_from, "D")
+            eligible = in_force & _holds(rule.scope, frame)
+            counted, values, opened = self._values(rule, batch, frame, in_force, eligible)
+            self._accumulate(rule, periods, keys, eligible, counted, values, opened)
+
+    def _values(
+        self,
+        rule: AggregateRule,
+        batch: Batch,
+        frame: pl.DataFrame,
+        in_force: np.ndarray,
+        eligible: np.ndarray,
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per case: whether it enters the statistic, its value there, and whether it is open."""
+        if rule.statistic == "share":
+            hits = _holds(rule.share_of, frame).astype(np.float64)
+            return eligible, hits, np.zeros(batch.n, bool)
+        measure = rule.measure
+        if isinstance(measure, FieldMeasure):
+            values = batch.columns[measure.field].astype(np.float64)
+            present = ~np.isnan(values)
+            return eligible & present, np.where(present, values, 0.0), np.zeros(batch.n, bool)
+        assert isinstance(measure, WorkingDaysMeasure)
+        start, end = batch.columns[measure.start], batch.columns[measure.end]
+        closed = ~np.isnat(start) & ~np.isnat(end)
+        safe_start = np.where(closed, start, np.datetime64(self.calendar.first, "D"))
+        safe_end = np.where(closed, end, safe_start)
+        values = np.asarray(self.calendar.working_days_between(safe_start, safe_end), np.float64)
+        # An open case fails the scope only for lack of its end: counted, not averaged.
+        if_closed = _holds(rule.scope, frame.with_columns(pl.col(measure.end).fill_null(0.0)))
+        opened = in_force & if_closed & np.isnat(end) & ~eligible
+        return eligible & closed, values, opened
+
+    def _accumulate(
+        self,
+        rule: AggregateRule,
+        periods: np.ndarray,
+        keys: np.ndarray,
+        eligible: np.ndarray,
+        counted: np.ndarray,
+        values: np.ndarray,
+        opened: np.ndarray,
+    ) -> None:
+        involved = eligible | opened
+        if not involved.any():
+            return
+        frame = pl.DataFrame(
+            {
+                "period": periods[involved].tolist(),
+                "group": keys[involved].tolist(),
+                "scope": eligible[involved],
+                "counted": counted[involved],
+                "value": np.where(counted, values, 0.0)[involved],
+                "open": opened[involved],
+            },
+            schema_overrides={"group": pl.String},
+        )
+        sums = frame.group_by("period", "group").agg(
+            pl.col("scope").sum(), pl.col("counted").sum(), pl.col("value").sum(), pl.col("open").sum()
+        )
+        for period, group, scope, counted_n, total, open_n in sums.iter_rows():
+            entry = self.groups[(rule.id, period, group)]
+            entry[0] += scope
+            entry[1] += counted_n
+            entry[2] += total
+            entry[3] += open_n
+
+    def results(self) -> list[dict[str, Any]]:
+        """One entry per aggregate rule and group, in rule, period and group order."""
+        entries = []
+        for (rule_id, period, group), (scope, counted, total, opened) in sorted(
+            self.groups.items(), key=lambda item: (item[0][0], item[0][1], item[0][2] or "")
+        ):
+            rule = self.pack.by_id[rule_id]
+            assert isinstance(rule, AggregateRule)
+            value = round(total / counted, 4) if counted else None
+            if counted < rule.min_cases or value is None:
+                status = "insufficient_data"
+            else:
+                status = "pass" if COMPARE[rule.require.op](value, float(rule.require.limit)) else "fail"
+            entries.append(
+                {
+                    "rule": rule_id,
+                    "kind": rule.kind,
+                    "statistic": rule.statistic,
+                    "period": period,
+                    "group": group,
+                    "by": self.by,
+                    "n": int(counted),
+                    "in_scope": int(scope),
+                    "open": int(opened),
+                    "value": value,
+                    "op": rule.require.op,
+                    "limit": rule.require.limit,
+                    "status": status,
+                }
+            )
+        return entries

@@ -1,0 +1,403 @@
+"""Scanning history: many files of cases in, verdicts, results, errors, aggregates and a summary out.
+
+Records are read in chunks (NDJSON lines, JSON arrays, CSV and Parquet row batches), so memory stays
+bounded however large the input; each chunk is validated, measured per kind and matched by the chosen
+executor, and its rows are appended to the Parquet outputs. Aggregate rules only need per-group sums,
+which are carried from chunk to chunk. A broken record never stops a scan: it goes to ``errors.jsonl``
+with its file, line (or row) and JSON path, and ``input = verdicts + errors`` holds at the end.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import orjson
+import polars as pl
+import pyarrow as pa
+import pyarrow.csv as pa_csv
+import pyarrow.parquet as pq
+
+from engine.aggregates import AggregateAccumulator, Period
+from engine.cases import Case, InvalidCase, validate_case
+from engine.core import Engine, parse_as_of
+from engine.measures import Batch, measure_batch
+
+SUFFIXES = {".ndjson": "ndjson", ".jsonl": "ndjson", ".json": "json", ".csv": "csv", ".parquet": "parquet"}
+CHUNK = 20_000
+GROUP_FIELDS = ("district", "department", "channel")
+
+# Fixed schemas: a chunk where a column happens to be all null must still write the file's own types.
+VERDICTS_SCHEMA = {
+    "case_id": pl.String,
+    "kind": pl.String,
+    "file": pl.String,
+    "line": pl.Int64,
+    "anchor_date": pl.Date,
+    "district": pl.String,
+    "department": pl.String,
+    "verdict": pl.String,
+    "failed_rules": pl.List(pl.String),
+}
+RESULTS_SCHEMA = {
+    "case_id": pl.String,
+    "rule": pl.String,
+    "status": pl.String,
+    "outcome": pl.String,
+    "severity": pl.String,
+    "value": pl.Float64,
+    "value_text": pl.String,
+    "limit": pl.String,
+    "unit": pl.String,
+    "deadline": pl.Date,
+    "excluded": pl.Int64,
+}
+
+# Outcome code prefix → rule status (the codes are the plan's, see engine/executors/plan.py).
+STATUS_OF_CODE = {
+    "na": "not_applicable",
+    "exempt": "exempt",
+    "fail": "fail",
+    "pass": "pass",
+    "pending": "pending",
+}
+
+
+@dataclass
+class Located:
+    """A record and where it came from: ``line`` is the line for text files, the row for Parquet."""
+
+    file: str
+    line: int
+    record: Any
+
+
+@dataclass
+class ScanError:
+    file: str
+    line: int
+    case_id: str | None
+    path: str
+    message: str
+
+
+def input_files(paths: Iterable[Path]) -> list[Path]:
+    """Files to read: each named file, and every file of a known kind in each named folder (sorted)."""
+    files: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            files.extend(sorted(p for p in path.rglob("*") if p.suffix in SUFFIXES and p.is_file()))
+        elif path.is_file():
+            files.append(path)
+        else:
+            raise FileNotFoundError(f"no such file or folder: {path}")
+    unknown = [str(p) for p in files if p.suffix not in SUFFIXES]
+    if unknown:
+        raise ValueError(
+            f"unknown input format (use .ndjson, .jsonl, .json, .csv or .parquet): {', '.join(unknown)}"
+        )
+    return files
+
+
+def _without_nulls(value: Any) -> Any:
+    """Columnar formats write absent fields as null; a case record simply leaves them out."""
+    if isinstance(value, dict):
+        return {k: _without_nulls(v) for k, v in value.items() if v is not None and v != ""}
+    if isinstance(value, list):
+        return [_without_nulls(v) for v in value]
+    return value
+
+
+def _nested(flat: dict[str, Any]) -> dict[str, Any]:
+    """CSV columns ``approval.mode`` → ``{"approval": {"mode": …}}``; ``pauses``/``exemptions`` hold JSON."""
+    record: dict[str, Any] = {}
+    for key, value in flat.items():
+        if value is None or value == "":
+            continue
+        if key in ("pauses", "exemptions") and isinstance(value, str):
+            # Text that is not JSON stays text, so validation reports it at its path.
+            with contextlib.suppress(orjson.JSONDecodeError):
+                value = orjson.loads(value)
+        target = record
+        *parents, last = key.split(".")
+        for parent in parents:
+            target = target.setdefault(parent, {})
+        target[last] = value
+    return record
+
+
+class _Unreadable(Exception):
+    """A line or file that is not JSON: reported as an error at the record's root."""
+
+
+def read_records(path: Path, errors: list[ScanError]) -> Iterator[list[Located]]:
+    """Chunks of located records; unreadable lines are appended to ``errors`` as they are met."""
+    form = SUFFIXES[path.suffix]
+    name = str(path)
+    if form == "ndjson":
+        with path.open("rb") as handle:
+            chunk: list[Located] = []
+            for number, line in enumerate(handle, 1):
+                if not line.strip():
+                    continue
+                try:
+                    chunk.append(Located(name, number, orjson.loads(line)))
+                except orjson.JSONDecodeError as exc:
+                    errors.append(ScanError(name, number, None, "$", f"invalid JSON: {exc}"))
+                if len(chunk) >= CHUNK:
+                    yield chunk
+                    chunk = []
+            if chunk:
+                yield chunk
+    elif form == "json":
+        try:
+            data = orjson.loads(path.read_bytes())
+        except orjson.JSONDecodeError as exc:
+            errors.append(ScanError(name, 1, None, "$", f"invalid JSON: {exc}"))
+            return
+        items = data if isinstance(data, list) else [data]
+        for start in range(0, len(items), CHUNK):
+            yield [Located(name, start + i + 1, item) for i, item in enumerate(items[start : start + CHUNK])]
+    elif form == "csv":
+        options = pa_csv.ConvertOptions(strings_can_be_null=True)
+        reader = pa_csv.open_csv(
+            path, read_options=pa_csv.ReadOptions(block_size=1 << 22), convert_options=options
+        )
+        # Every column as text: the case models read numbers, booleans and dates from strings anyway.
+        first_line = 2  # line 1 is the header
+        for batch in reader:
+            rows = batch.cast(pa.schema([(f.name, pa.string()) for f in batch.schema])).to_pylist()
+            yield [Located(name, first_line + i, _nested(row)) for i, row in enumerate(rows)]
+            first_line += len(rows)
+    else:
+        row = 1
+        for batch in pq.ParquetFile(path).iter_batches(batch_size=CHUNK):
+            rows = batch.to_pylist()
+            yield [Located(name, row + i, _without_nulls(record)) for i, record in enumerate(rows)]
+            row += len(rows)
+
+
+@dataclass
+class ScanTotals:
+    input: int = 0
+    verdicts: int = 0
+    errors: int = 0
+    verdict_counts: dict[str, int] = field(
+        default_factory=lambda: dict.fromkeys(("pass", "warn", "pending", "fail"), 0)
+    )
+    rule_counts: dict[str, dict[str, int]] = field(default_factory=dict)
+
+
+def _verdicts(statuses: np.ndarray, mandatory: np.ndarray) -> np.ndarray:
+    """Case verdicts from a (cases × rules) status matrix, as ``verdicts.case_verdict`` rolls them up."""
+    failed = statuses == "fail"
+    verdict = np.full(len(statuses), "pass", object)
+    verdict[(statuses == "pending").any(axis=1)] = "pending"
+    verdict[(failed & ~mandatory).any(axis=1)] = "warn"
+    verdict[(failed & mandatory).any(axis=1)] = "fail"
+    return verdict
+
+
+class Scanner:
+    """One scan: reads, checks and writes chunk by chunk, and keeps the running totals and aggregates."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        out: Path,
+        as_of: str | date | None = None,
+        period: Period = "month",
+        by: str | None = None,
+    ) -> None:
+        self.engine = engine
+        self.out = out
+        self.as_of = parse_as_of(as_of)
+        self.totals = ScanTotals()
+        self.errors: list[ScanError] = []
+        self.seen: dict[str, tuple[str, int]] = {}
+        self.aggregates = AggregateAccumulator(engine.pack, engine.calendar, self.as_of, period, by)
+        self.by = by
+        out.mkdir(parents=True, exist_ok=True)
+        self._writers: dict[str, pq.ParquetWriter] = {}
+        self._errors_file = (out / "errors.jsonl").open("wb")
+        self.fields = {kind: [*fields, *GROUP_FIELDS] for kind, fields in engine.fields.items()}
+        for kind in self.fields:
+            for name in self.aggregates.fields(kind):
+                if name not in self.fields[kind]:
+                    self.fields[kind].append(name)
+
+    def scan(self, files: list[Path], progress: Callable[[int], None] | None = None) -> dict[str, Any]:
+        try:
+            for path in files:
+                for chunk in read_records(path, self.errors):
+                    self._check_chunk(chunk)
+                    if progress is not None:
+                        progress(len(chunk))
+                    self._flush_errors()
+                self._flush_errors()
+        finally:
+            for writer in self._writers.values():
+                writer.close()
+            self._errors_file.close()
+        for name in ("verdicts", "results"):
+            if name not in self._writers:  # an empty scan still writes well-formed (empty) outputs
+                schema = VERDICTS_SCHEMA if name == "verdicts" else RESULTS_SCHEMA
+                pl.DataFrame(schema=schema).write_parquet(self.out / f"{name}.parquet")
+        summary = self.summary()
+        (self.out / "summary.json").write_bytes(orjson.dumps(summary, option=orjson.OPT_INDENT_2))
+        return summary
+
+    def _flush_errors(self) -> None:
+        """Write the buffered problems; a record with several problems counts once as an error."""
+        for error in self.errors:
+            self._errors_file.write(orjson.dumps(error.__dict__) + b"\n")
+        records = len({(error.file, error.line) for error in self.errors})
+        self.totals.errors += records
+        self.totals.input += records
+        self.errors.clear()
+
+    def _check_chunk(self, chunk: list[Located]) -> None:
+        by_kind: dict[str, list[tuple[Located, Case]]] = {}
+        for located in chunk:
+            record = located.record
+            case_id = record.get("case_id") if isinstance(record, dict) else None
+            try:
+                case = validate_case(record)
+            except InvalidCase as exc:
+                for problem in exc.errors:
+                    self.errors.append(
+                        ScanError(located.file, located.line, case_id, problem.path, problem.message)
+                    )
+                if not exc.errors:
+                    self.errors.append(ScanError(located.file, located.line, case_id, "$", "invalid case"))
+                continue
+            first = self.seen.get(case.case_id)
+            if first is not None:
+                where = f"{first[0]}:{first[1]}"
+                self.errors.append(
+                    ScanError(
+                        located.file,
+                        located.line,
+                        case.case_id,
+                        "case_id",
+                        f"duplicate case_id, first at {where}",
+                    )
+                )
+                continue
+            self.seen[case.case_id] = (located.file, located.line)
+            by_kind.setdefault(case.kind, []).append((located, case))
+        for kind, items in by_kind.items():
+            self._check_kind(kind, items)
+
+    def _check_kind(self, kind: str, items: list[tuple[Located, Case]]) -> None:
+        engine = self.engine
+        batch = Batch.from_cases(kind, [case for _, case in items], self.fields[kind])
+        measured = measure_batch(engine.pack, batch, engine.calendar, self.as_of)
+        plan = engine.plans[kind]
+        outcomes = np.array(engine.executor.match(plan, measured), dtype=object).reshape(
+            batch.n, len(plan.rules)
+        )
+        statuses = (
+            np.vectorize(lambda code: STATUS_OF_CODE[code.split(":", 1)[0]], otypes=[object])(outcomes)
+            if outcomes.size
+            else outcomes
+        )
+        mandatory = np.array([rp.rule.severity == "mandatory" for rp in plan.rules], bool)
+        verdict = _verdicts(statuses, mandatory)
+        anchor = measured.anchor
+        verdicts = pl.DataFrame(
+            {
+                "case_id": batch.case_id.tolist(),
+                "kind": [kind] * batch.n,
+                "file": [located.file for located, _ in items],
+                "line": [located.line for located, _ in items],
+                "anchor_date": anchor,
+                "district": batch.columns["district"].tolist(),
+                "department": batch.columns["department"].tolist(),
+                "verdict": verdict.tolist(),
+                "failed_rules": [
+                    [rp.rule.id for rp, status in zip(plan.rules, row, strict=True) if status == "fail"]
+                    for row in statuses
+                ],
+            },
+            schema=VERDICTS_SCHEMA,
+        )
+        self._write("verdicts", verdicts)
+        for name, count in zip(*np.unique(verdict, return_counts=True), strict=True):
+            self.totals.verdict_counts[str(name)] += int(count)
+        self.totals.verdicts += batch.n
+        self.totals.input += batch.n
+        if plan.rules:
+            self._write("results", self._results(kind, batch, measured, outcomes, statuses))
+        self.aggregates.add(kind, batch)
+
+    def _results(
+        self, kind: str, batch: Batch, measured: Any, outcomes: np.ndarray, statuses: np.ndarray
+    ) -> pl.DataFrame:
+        frames = []
+        for position, (rule_plan, measure) in enumerate(
+            zip(self.engine.plans[kind].rules, measured.measures, strict=True)
+        ):
+            rule = rule_plan.rule
+            counts = self.totals.rule_counts.setdefault(rule.id, {})
+            for name, count in zip(*np.unique(statuses[:, position], return_counts=True), strict=True):
+                counts[str(name)] = counts.get(str(name), 0) + int(count)
+            numeric = measure.value.dtype.kind == "f"
+            decided = np.isin(statuses[:, position], ("pass", "fail", "pending"))
+            frames.append(
+                pl.DataFrame(
+                    {
+                        "case_id": batch.case_id.tolist(),
+                        "rule": [rule.id] * batch.n,
+                        "status": statuses[:, position].tolist(),
+                        "outcome": outcomes[:, position].tolist(),
+                        "severity": [rule.severity] * batch.n,
+                        "value": np.where(decided, measure.value, np.nan)
+                        if numeric
+                        else np.full(batch.n, np.nan),
+                        "value_text": [None] * batch.n
+                        if numeric
+                        else [
+                            str(v) if d and v is not None else None
+                            for v, d in zip(measure.value.tolist(), decided, strict=True)
+                        ],
+                        "limit": [str(rule.require.limit)] * batch.n,
+                        "unit": [rule.unit] * batch.n,
+                        "deadline": np.where(decided, measure.deadline, np.datetime64("NaT"))
+                        if measure.deadline is not None
+                        else np.full(batch.n, np.datetime64("NaT"), "datetime64[D]"),
+                        "excluded": measure.excluded
+                        if measure.excluded is not None
+                        else np.zeros(batch.n, np.int64),
+                    },
+                    schema=RESULTS_SCHEMA,
+                ).with_columns(pl.col("value").fill_nan(None))
+            )
+        return pl.concat(frames)
+
+    def _write(self, name: str, frame: pl.DataFrame) -> None:
+        table = frame.to_arrow()
+        writer = self._writers.get(name)
+        if writer is None:
+            writer = self._writers[name] = pq.ParquetWriter(self.out / f"{name}.parquet", table.schema)
+        writer.write_table(table)
+
+    def summary(self) -> dict[str, Any]:
+        totals = self.totals
+        return {
+            "input": totals.input,
+            "verdicts": totals.verdicts,
+            "errors": totals.errors,
+            "as_of": self.as_of.isoformat(),
+            "ruleset": self.engine.pack.version,
+            "calendar": self.engine.calendar.version,
+            "engine": self.engine.executor.name,
+            "verdict_counts": totals.verdict_counts,
+            "rules": dict(sorted(totals.rule_counts.items())),
+            "aggregates": self.aggregates.results(),
+        }
