@@ -1,0 +1,118 @@
+"""Scanning history: end to end against orjson's parse floor, Parquet against NDJSON, and the executors.
+
+Run with ``pytest benchmarks/test_scan_bench.py --benchmark-only``. The number of generated cases is
+``CASECHECK_BENCH_CASES`` (default 1,000,000; the data is generated once per run into a temporary
+folder). Groups:
+
+* ``scan``: orjson parsing every line of the NDJSON file on one core (the floor), ``casecheck scan``'s
+  pipeline on the same NDJSON, and on the same cases as Parquet. Goals: NDJSON within 2× of the floor;
+  Parquet at least 3× faster than NDJSON.
+* ``executors``: the columnar executor on in-memory columns (measured batches, no I/O or validation):
+  goal ≥ 5 million case evaluations per second; and the durable executor on the same 100,000 cases.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import date
+from pathlib import Path
+
+import orjson
+import pytest
+from pytest_benchmark.fixture import BenchmarkFixture
+
+from engine import Engine
+from engine.cases import validate_case
+from engine.generate import generate_cases, write_cases
+from engine.measures import Batch, Measured, measure_batch
+from engine.scan import Scanner, input_files
+
+CASES = int(os.environ.get("CASECHECK_BENCH_CASES", "1000000"))
+EXECUTOR_CASES = 100_000
+AS_OF = "2026-11-24"
+AS_OF_DAY = date.fromisoformat(AS_OF)
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    folder = tmp_path_factory.mktemp("scan-bench")
+    paths = {"ndjson": folder / "cases.ndjson", "parquet": folder / "cases.parquet"}
+    for path in paths.values():
+        write_cases(generate_cases(CASES, seed=1), path)
+    return paths
+
+
+@pytest.fixture(scope="module")
+def columnar() -> Engine:
+    return Engine.load(engine="columnar")
+
+
+def parse_every_line(path: Path) -> int:
+    count = 0
+    with path.open("rb") as handle:
+        for line in handle:
+            orjson.loads(line)
+            count += 1
+    return count
+
+
+@pytest.mark.benchmark(group="scan")
+def test_orjson_parse_floor(benchmark: BenchmarkFixture, data: dict[str, Path]) -> None:
+    count = benchmark.pedantic(parse_every_line, args=(data["ndjson"],), rounds=3, iterations=1)
+    benchmark.extra_info["cases"] = count
+    assert count == CASES
+
+
+def _scan(engine: Engine, path: Path, out: Path) -> dict:
+    return Scanner(engine, out, AS_OF).scan(input_files([path]))
+
+
+@pytest.mark.benchmark(group="scan")
+def test_scan_ndjson(
+    benchmark: BenchmarkFixture, data: dict[str, Path], columnar: Engine, tmp_path: Path
+) -> None:
+    summary = benchmark.pedantic(_scan, args=(columnar, data["ndjson"], tmp_path), rounds=1, iterations=1)
+    benchmark.extra_info["cases"] = summary["input"]
+    assert summary["input"] == CASES
+
+
+@pytest.mark.benchmark(group="scan")
+def test_scan_parquet(
+    benchmark: BenchmarkFixture, data: dict[str, Path], columnar: Engine, tmp_path: Path
+) -> None:
+    summary = benchmark.pedantic(_scan, args=(columnar, data["parquet"], tmp_path), rounds=1, iterations=1)
+    assert summary["input"] == CASES
+
+
+@pytest.fixture(scope="module")
+def measured(columnar: Engine) -> list[Measured]:
+    """EXECUTOR_CASES generated cases, validated and measured per kind: the executors' input."""
+    cases = [validate_case(obj) for obj in generate_cases(EXECUTOR_CASES, seed=4)]
+    batches = []
+    for kind in columnar.plans:
+        of_kind = [case for case in cases if case.kind == kind]
+        if of_kind and columnar.plans[kind].rules:
+            batch = Batch.from_cases(kind, of_kind, columnar.fields[kind])
+            batches.append(measure_batch(columnar.pack, batch, columnar.calendar, AS_OF_DAY))
+    return batches
+
+
+def _match_all(engine: Engine, batches: list[Measured]) -> int:
+    return sum(len(engine.executor.match(engine.plans[m.batch.kind], m)) for m in batches)
+
+
+@pytest.mark.benchmark(group="executors")
+def test_columnar_executor(benchmark: BenchmarkFixture, columnar: Engine, measured: list[Measured]) -> None:
+    def outcome_frames() -> int:
+        executor = columnar.executor
+        return sum(executor.outcome_frame(columnar.plans[m.batch.kind], m).height for m in measured)  # type: ignore[attr-defined]
+
+    rows = benchmark.pedantic(outcome_frames, rounds=5, iterations=1)
+    benchmark.extra_info["cases"] = rows
+
+
+@pytest.mark.benchmark(group="executors")
+def test_durable_executor(benchmark: BenchmarkFixture, measured: list[Measured]) -> None:
+    durable = Engine.load(engine="durable")
+    rows = benchmark.pedantic(_match_all, args=(durable, measured), rounds=1, iterations=1)
+    benchmark.extra_info["cases"] = rows
