@@ -20,6 +20,7 @@ from rich.table import Table
 from engine.calendar import CalendarRangeError, load_calendar
 from engine.cases import InvalidCase, case_json_schema, validate_case
 from engine.rules import KINDS, AggregateRule, RulePackError, load_pack, load_pack_from
+from engine.store import DEFAULT_STORE
 
 if TYPE_CHECKING:
     from engine.core import Engine
@@ -362,3 +363,22 @@ def generate(
         raise typer.Exit(EXIT_INVALID)
     write_cases(generate_cases(n, seed), out_file)
     out.print(f"{n} cases (seed {seed}) written to {out_file}")
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    store: Annotated[
+        str, typer.Option(help="Verdict log: sqlite:///path (default) or postgresql://…")
+    ] = DEFAULT_STORE,
+    api_keys: Annotated[
+        Path | None,
+        typer.Option("--api-keys", help="File of name:key lines; without it the service is open."),
+    ] = None,
+    workers: Annotated[int | None, typer.Option(help="Worker processes (default: one per CPU).")] = None,
+) -> None:
+    """Run the HTTP service (FastAPI + uvicorn): /v1/check, /v1/check/batch, /v1/rules, /docs, …"""
+    from engine.api import serve as run_service
+
+    run_service(host=host, port=port, store=store, api_keys=api_keys, workers=workers)
