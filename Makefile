@@ -12,8 +12,9 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[test,postgres]'
 	touch $(STAMP)
 
+# The main job: scan the bundled demo data set (4,000 cases of every kind, 2019–2026, all districts).
 demo: $(STAMP)
-	$(BIN)/casecheck demo
+	$(BIN)/casecheck scan cases/demo --out out/demo --as-of 2026-11-24 --period quarter --by district
 
 lint: $(STAMP)
 	$(BIN)/ruff check engine tests benchmarks

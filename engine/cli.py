@@ -282,7 +282,7 @@ def scan(
     paths: Annotated[
         list[Path], typer.Argument(help="Files (.ndjson, .jsonl, .json, .csv, .parquet) or folders.")
     ],
-    out: Annotated[Path, typer.Option("--out", help="Folder for the outputs.")] = Path("out"),
+    out_dir: Annotated[Path, typer.Option("--out", help="Folder for the outputs.")] = Path("out"),
     as_of: AsOf = None,
     period: Annotated[
         str, typer.Option("--period", help="Aggregate period: month, quarter or year.")
@@ -292,9 +292,10 @@ def scan(
     ] = None,
     engine: EngineOption = "columnar",
 ) -> None:
-    """Check every case of PATHS; write verdicts/results Parquet, errors.jsonl and summary.json to --out."""
+    """Check every case of PATHS; write verdicts/results Parquet, errors.jsonl, summary.json, report.html."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+    from engine.report import write_report
     from engine.scan import Scanner, input_files
 
     chosen_period = _choice(period, ("month", "quarter", "year"), "--period")
@@ -306,12 +307,14 @@ def scan(
     except (FileNotFoundError, ValueError) as exc:
         err.print(f"[red]error:[/] {exc}", highlight=False)
         raise typer.Exit(EXIT_INVALID) from None
-    scanner = Scanner(load_engine(chosen_engine), out, _as_of(as_of), chosen_period, by)
+    scanner = Scanner(load_engine(chosen_engine), out_dir, _as_of(as_of), chosen_period, by)
     columns = (TextColumn("scanning"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, console=err, disable=not err.is_terminal, transient=True) as bar:
         task = bar.add_task("scan", total=None)
         summary = scanner.scan(files, progress=lambda n: bar.advance(task, n))
-    _print_summary(summary, out)
+    report = write_report(out_dir)
+    _print_summary(summary, out_dir)
+    out.print(f"report: {report}")
     if summary["verdicts"] == 0 and summary["errors"]:
         raise typer.Exit(EXIT_INVALID)
 
@@ -344,7 +347,9 @@ def _print_summary(summary: dict[str, Any], out_dir: Path) -> None:
         out.print(
             f"  {entry['rule']} {entry['period']}{group}: {entry['value']} vs {entry['op']} {entry['limit']} (n={entry['n']})"
         )
-    out.print(f"outputs in {out_dir}/: verdicts.parquet, results.parquet, errors.jsonl, summary.json")
+    out.print(
+        f"outputs in {out_dir}/: verdicts.parquet, results.parquet, errors.jsonl, summary.json, report.html"
+    )
 
 
 @app.command()

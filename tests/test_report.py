@@ -1,0 +1,230 @@
+"""The HTML audit report: rendered from a real scan, checked as a file and in headless Chromium.
+
+The browser tests are what matter to an auditor (does it open, are the charts drawn, does the drill-down
+list the right cases); the plain tests guard the promises that need no browser: no external resources
+(the page must work offline) and a bounded size however many cases were scanned.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import orjson
+import polars as pl
+import pytest
+
+from engine import Engine
+from engine.generate import generate_cases, write_cases
+from engine.report import DRILL_ROWS, failing_order, write_report
+from engine.scan import Scanner, input_files
+
+AS_OF = "2026-11-24"
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMEDRIVER = Path("/usr/bin/chromedriver")
+BROWSER_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--window-size=1280,1400",
+]
+
+
+def scan_and_report(out: Path, n: int, seed: int) -> Path:
+    """A real scan of generated cases (columnar engine, grouped by district), then the report."""
+    cases = out / "cases.ndjson"
+    out.mkdir(parents=True, exist_ok=True)
+    write_cases(generate_cases(n, seed=seed), cases)
+    Scanner(Engine.load(engine="columnar"), out / "scan", AS_OF, by="district").scan(input_files([cases]))
+    return write_report(out / "scan")
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return scan_and_report(tmp_path_factory.mktemp("report"), 4_000, seed=11)
+
+
+# --- plain tests -------------------------------------------------------------------------------------
+
+
+def test_report_is_self_contained(report: Path) -> None:
+    text = report.read_text(encoding="utf-8")
+    external = re.findall(r"""(?:src|href)\s*=\s*["']?\s*(?:https?:)?//""", text, re.IGNORECASE)
+    assert external == []
+    assert not re.search(r"url\(\s*['\"]?(?:https?:)?//", text, re.IGNORECASE)
+    assert "<script src" not in text and '<link rel="stylesheet"' not in text
+    # Chinese page with the rule ids visible, and the overview figures of summary.json.
+    summary = orjson.loads((report.parent / "summary.json").read_bytes())
+    assert '<html lang="zh-CN">' in text
+    for rule_id in summary["rules"]:
+        assert f">{rule_id}</a>" in text
+    for key in ("as_of", "ruleset", "calendar"):
+        assert summary[key] in text
+    assert f"{summary['input']:,}" in text
+
+
+def test_report_size_is_bounded_on_a_large_scan(tmp_path: Path) -> None:
+    # 50,000 cases: many rules pass DRILL_ROWS failures' worth of rows only by capping, the charts
+    # are aggregated; the page must stay far below the 10 MB an auditor's mail and browser cope with.
+    report = scan_and_report(tmp_path, 50_000, seed=5)
+    start = time.perf_counter()
+    write_report(report.parent)
+    seconds = time.perf_counter() - start
+    size = report.stat().st_size
+    print(f"report of 50,000 cases: {size / 1e6:.2f} MB in {seconds:.2f} s")
+    assert size < 10_000_000
+    assert seconds < 10
+
+
+# --- headless Chromium -------------------------------------------------------------------------------
+
+
+def _chromium_available() -> str | None:
+    """None when Chromium and its driver are usable, else why not (after trying apt-get as root)."""
+    if not (CHROMIUM.exists() and CHROMEDRIVER.exists()):
+        if hasattr(os, "geteuid") and os.geteuid() == 0 and shutil.which("apt-get"):
+            subprocess.run(
+                "apt-get update && apt-get install -y chromium chromium-driver",
+                shell=True,
+                check=False,
+                capture_output=True,
+                timeout=900,
+            )
+        if not (CHROMIUM.exists() and CHROMEDRIVER.exists()):
+            return "Chromium not installed (apt-get install chromium chromium-driver) and cannot be installed here"
+    return None
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    webdriver = pytest.importorskip(
+        "selenium.webdriver", reason="selenium not installed (pip install selenium)"
+    )
+    from selenium.webdriver.chrome.service import Service
+
+    reason = _chromium_available()
+    if reason:
+        pytest.skip(reason)
+    options = webdriver.ChromeOptions()
+    options.binary_location = str(CHROMIUM)
+    for flag in [*BROWSER_FLAGS, f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}"]:
+        options.add_argument(flag)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+@pytest.fixture(scope="module")
+def page(browser, report: Path):  # type: ignore[no-untyped-def]
+    start = time.perf_counter()
+    browser.get(report.as_uri())
+    load_seconds = time.perf_counter() - start
+    print(f"report loaded in {load_seconds:.2f} s")
+    return browser
+
+
+def test_page_loads_without_console_errors(page) -> None:  # type: ignore[no-untyped-def]
+    assert page.execute_script("return document.readyState") == "complete"
+    problems = [e for e in page.get_log("browser") if e["level"] in ("SEVERE", "WARNING")]
+    assert problems == []
+    assert page.title.startswith("合规审计报告")
+
+
+def test_charts_are_drawn_with_data(page, report: Path) -> None:  # type: ignore[no-untyped-def]
+    from selenium.webdriver.common.by import By
+
+    summary = orjson.loads((report.parent / "summary.json").read_bytes())
+    monthly = page.find_element(By.CSS_SELECTOR, 'svg[data-chart="compliance-monthly"]')
+    points = monthly.find_element(By.CSS_SELECTOR, "polyline").get_attribute("points").split()
+    assert len(points) > 12
+    assert monthly.size["width"] > 300 and monthly.size["height"] > 100  # laid out, not just in the DOM
+
+    heat = page.find_element(By.CSS_SELECTOR, 'svg[data-chart="heatmap"]')
+    cells = heat.find_elements(By.CSS_SELECTOR, "g.cell")
+    total = sum(int(c.get_attribute("data-n")) for c in cells)
+    assert total == sum(counts.get("fail", 0) for counts in summary["rules"].values())
+
+    hists = page.find_elements(By.CSS_SELECTOR, 'svg[data-chart="hist"]')
+    assert hists
+    for hist in hists:
+        assert hist.find_elements(By.CSS_SELECTOR, "line.limit")
+        assert any(
+            float(r.get_attribute("height")) > 0 for r in hist.find_elements(By.CSS_SELECTOR, "rect.bar")
+        )
+
+    aggregate_rules = {a["rule"] for a in summary["aggregates"]}
+    charts = page.find_elements(By.CSS_SELECTOR, 'svg[data-chart^="agg:"]')
+    assert {c.get_attribute("data-chart")[4:] for c in charts} == aggregate_rules
+    # --by district: one line per district (capped at MAX_LINES, the generator uses fewer).
+    districts = {a["group"] for a in summary["aggregates"]}
+    assert max(int(c.get_attribute("data-series")) for c in charts) == len(districts)
+
+
+def test_rules_table_is_sorted_worst_first_and_sortable(page) -> None:  # type: ignore[no-untyped-def]
+    from selenium.webdriver.common.by import By
+
+    def rates() -> list[float]:
+        rows = page.find_elements(By.CSS_SELECTOR, "#rules-table tbody tr")
+        return [float(r.find_elements(By.TAG_NAME, "td")[-1].get_attribute("data-v")) for r in rows]
+
+    assert rates() == sorted(rates())
+    header = page.find_elements(By.CSS_SELECTOR, "#rules-table th")[-1]
+    page.execute_script("arguments[0].click()", header)  # ascending
+    page.execute_script("arguments[0].click()", header)  # descending
+    assert rates() == sorted(rates(), reverse=True)
+
+
+def test_drill_down_lists_the_failing_cases_of_a_rule(page, report: Path) -> None:  # type: ignore[no-untyped-def]
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+
+    results = pl.scan_parquet(report.parent / "results.parquet")
+    fails = results.filter(pl.col("status") == "fail")
+    counts = fails.group_by("rule").len().collect().sort(["len", "rule"], descending=[False, False])
+    rule = counts["rule"][counts.height // 2]  # a rule from the middle, not the default selection
+    expected = failing_order(fails.filter(pl.col("rule") == rule)).head(DRILL_ROWS).collect()
+
+    Select(page.find_element(By.ID, "drill-rule")).select_by_value(rule)
+    rows = page.find_elements(By.CSS_SELECTOR, "#drill-table tbody tr")
+    shown = [[td.text for td in row.find_elements(By.TAG_NAME, "td")] for row in rows]
+    assert [r[0] for r in shown] == expected["case_id"].to_list()
+    verdicts = pl.read_parquet(report.parent / "verdicts.parquet").select("case_id", "district")
+    district = dict(verdicts.iter_rows())
+    for row, (case_id, limit) in zip(shown, expected.select("case_id", "limit").iter_rows(), strict=True):
+        assert row[1] == (district[case_id] or "(未填)")
+        assert row[3] == limit
+    assert (
+        f"共 {counts.filter(pl.col('rule') == rule)['len'][0]} 件"
+        in page.find_element(By.ID, "drill-count").text
+    )
+
+
+def test_overview_screenshot(page, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    page.refresh()  # the default state: earlier tests sorted the tables and scrolled
+    page.execute_script("window.scrollTo(0, 0)")
+    shot = tmp_path / "overview.png"
+    assert page.save_screenshot(str(shot))
+    assert shot.stat().st_size > 10_000
+    print(f"overview screenshot: {shot}")
+
+
+def test_report_of_a_scan_with_only_errors(tmp_path: Path) -> None:
+    # Nothing judged: every chart section says so instead of failing, and the error is listed.
+    cases = tmp_path / "broken.ndjson"
+    cases.write_text('{"case_id": "X-1", "kind": "water_connection"}\nnot json\n', encoding="utf-8")
+    Scanner(Engine.load(engine="columnar"), tmp_path / "scan", AS_OF).scan(input_files([cases]))
+    text = write_report(tmp_path / "scan").read_text(encoding="utf-8")
+    assert "没有已判定的规则结果" in text and "没有不合格的案件" in text
+    assert "输入错误 <small>2 条" in text and "broken.ndjson" in text
