@@ -9,10 +9,11 @@ lookups and a subtraction, pauses are merged and clipped with a grouped running 
 from __future__ import annotations
 
 import functools
+import operator
 import types
 import typing
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
@@ -31,6 +32,7 @@ from engine.rules import (
     Leaf,
     MonthsMeasure,
     NotOf,
+    PauseReason,
     RatioMeasure,
     Rule,
     RulePack,
@@ -38,6 +40,7 @@ from engine.rules import (
 )
 
 NAT = np.datetime64("NaT", "D")
+_NAT_DAY = int(NAT.view(np.int64))
 
 
 @dataclass
@@ -48,6 +51,8 @@ class Pauses:
     reason: np.ndarray  # object (str)
     start: np.ndarray  # datetime64[D]
     end: np.ndarray  # datetime64[D], NaT while the pause is still running
+    # The reason as its position in ``PauseReason``, so a rule's excluded reasons are one lookup.
+    code: np.ndarray | None = None  # int64
 
 
 @dataclass
@@ -57,6 +62,10 @@ class Batch:
     Dates and timestamps are local dates (``datetime64[D]``, NaT when absent); numbers are float64 (NaN
     when absent); money is float64 yuan plus exact integer fen in ``fen``; strings and booleans are object
     arrays with None when absent.
+
+    The date columns are rows of one int64 block of day numbers (``days``, row ``day_row[path]``), each
+    viewed as ``datetime64[D]`` in ``columns``: the measures pick every window's starts and ends out of
+    it with one fancy index, whatever the number of rules.
     """
 
     kind: str
@@ -65,47 +74,177 @@ class Batch:
     fen: dict[str, np.ndarray]
     pauses: Pauses
     exemptions: dict[str, np.ndarray]  # rule id → the exemption's reason per row (object, None if none)
+    days: np.ndarray | None = None  # int64 (date fields, rows): the date columns as epoch day numbers
+    day_row: dict[str, int] = field(default_factory=dict)  # date field → its row in ``days``
 
     @property
     def n(self) -> int:
         return len(self.case_id)
 
+    def day_block(self, names: tuple[str, ...]) -> np.ndarray:
+        """The named date columns as one int64 (len(names), n) array of day numbers (NaT: _NAT_DAY)."""
+        if self.days is not None:
+            rows = self.day_row.pick(names) if isinstance(self.day_row, _DayRows) else None
+            if rows is not None:
+                return self.days[rows]
+        return np.array([self.columns[name].view(np.int64) for name in names], np.int64).reshape(
+            len(names), self.n
+        )
+
     @classmethod
     def from_cases(cls, kind: str, cases: Sequence[Any], fields: Sequence[str]) -> Batch:
-        """Columns of the named fields (dotted paths) from validated case models of one kind."""
-        columns: dict[str, np.ndarray] = {}
+        """Columns of the named fields (dotted paths) from validated case models of one kind.
+
+        Fields are grouped by dtype (``_layout``, once per field list), so all date fields become one
+        array and all number fields another: two ``np.array`` calls instead of one per field.
+        """
+        layout = _layout(kind, tuple(fields))
+        n = len(cases)
+        # Filled group by group; ``fromkeys`` keeps the caller's field order without a second pass.
+        columns: dict[str, np.ndarray] = dict.fromkeys(fields)  # type: ignore[arg-type]
         fen: dict[str, np.ndarray] = {}
-        for path in fields:
-            values = [_get_path(case, path) for case in cases]
-            columns[path], fen_column = _to_column(values, field_type(kind, path))
-            if fen_column is not None:
-                fen[path] = fen_column
-        rows, reasons, starts, ends = [], [], [], []
+        days = None
+        if layout.dates:
+            days = np.array(
+                [_day_number(get(case)) for get in layout.date_getters for case in cases],
+                np.int64,
+            ).reshape(len(layout.dates), n)
+            dates = days.view("datetime64[D]")
+            for i, path in enumerate(layout.dates):
+                columns[path] = dates[i]
+        if layout.numbers:
+            numbers = np.array(
+                [_float(get(case)) for get in layout.number_getters for case in cases],
+                np.float64,
+            ).reshape(len(layout.numbers), n)
+            for i, path in enumerate(layout.numbers):
+                columns[path] = numbers[i]
+        for path, get in zip(layout.money, layout.money_getters, strict=True):
+            values = [get(case) for case in cases]
+            columns[path] = np.array([np.nan if v is None else float(v) for v in values], np.float64)
+            fen[path] = np.array([0 if v is None else int(v * 100) for v in values], np.int64)
+        if layout.others:
+            values = [[get(case) for case in cases] for get in layout.other_getters]
+            others = np.array(values, object)
+            if others.shape != (len(values), n):  # a value NumPy reads as a sequence: one cell each
+                others = np.empty((len(values), n), object)
+                for i, row in enumerate(values):
+                    others[i, :] = row
+            for i, path in enumerate(layout.others):
+                columns[path] = others[i]
+        rows, reasons, codes, starts, ends = [], [], [], [], []
         exemptions: dict[str, np.ndarray] = {}
         for i, case in enumerate(cases):
             for pause in case.pauses:
                 rows.append(i)
                 reasons.append(pause.reason)
-                starts.append(_local_day(pause.start))
-                ends.append(_local_day(pause.end) if pause.end is not None else None)
+                codes.append(_PAUSE_CODE[pause.reason])
+                starts.append(_day_number(pause.start))
+                ends.append(_day_number(pause.end))
             for exemption in case.exemptions:
-                exemptions.setdefault(exemption.rule, np.full(len(cases), None, object))[i] = exemption.reason
+                exemptions.setdefault(exemption.rule, np.full(n, None, object))[i] = exemption.reason
+        # Rows, reason codes and bounds are all int64: one array, whose rows are the table's columns.
+        table = np.array([rows, codes, starts, ends], np.int64).reshape(4, len(rows))
+        bounds = table[2:].view("datetime64[D]")
         pauses = Pauses(
-            np.array(rows, np.int64),
+            table[0],
             np.array(reasons, object),
-            np.array(starts, "datetime64[D]"),
-            np.array([NAT if e is None else e for e in ends], "datetime64[D]"),
+            bounds[0],
+            bounds[1],
+            table[1],
         )
         case_id = np.array([case.case_id for case in cases], object)
-        return cls(kind, case_id, columns, fen, pauses, exemptions)
+        return cls(kind, case_id, columns, fen, pauses, exemptions, days, layout.day_row)
+
+
+class _DayRows(dict[str, int]):
+    """Date field → its row in ``Batch.days``, remembering the index array of each field tuple asked for.
+
+    A kind's working-day rules always ask for the same fields: the index is built once per layout, not
+    per batch.
+    """
+
+    def __init__(self, rows: dict[str, int]) -> None:
+        super().__init__(rows)
+        self.picks: dict[tuple[str, ...], np.ndarray | None] = {}
+
+    def pick(self, names: tuple[str, ...]) -> np.ndarray | None:
+        """The rows of ``names``; None when one is not a date field of the layout."""
+        if names not in self.picks:
+            found = all(name in self for name in names)
+            self.picks[names] = np.array([self[name] for name in names], np.intp) if found else None
+        return self.picks[names]
+
+
+@dataclass(frozen=True)
+class _Layout:
+    """A field list split by dtype, with a getter per field: computed once per (kind, fields)."""
+
+    dates: tuple[str, ...]
+    date_getters: tuple[Callable[[Any], Any], ...]
+    numbers: tuple[str, ...]
+    number_getters: tuple[Callable[[Any], Any], ...]
+    money: tuple[str, ...]
+    money_getters: tuple[Callable[[Any], Any], ...]
+    others: tuple[str, ...]
+    other_getters: tuple[Callable[[Any], Any], ...]
+    day_row: dict[str, int]
+
+
+@functools.lru_cache(maxsize=256)
+def _layout(kind: str, fields: tuple[str, ...]) -> _Layout:
+    groups: dict[str, list[str]] = {"date": [], "number": [], "money": [], "other": []}
+    for path in fields:
+        groups[field_type(kind, path)].append(path)
+    model_fields = CASE_MODELS[kind].model_fields  # type: ignore[index]
+
+    def getter(path: str) -> Callable[[Any], Any]:
+        # A field of the case model itself is always an attribute: ``attrgetter`` reads it in C. A
+        # dotted path may cross an absent (None) sub-record, which ``_get_path`` turns into None.
+        if "." not in path and path in model_fields:
+            return operator.attrgetter(path)
+        return functools.partial(_get_path, parts=tuple(path.split(".")))
+
+    def parts(paths: list[str]) -> tuple[Callable[[Any], Any], ...]:
+        return tuple(getter(path) for path in paths)
+
+    return _Layout(
+        tuple(groups["date"]),
+        parts(groups["date"]),
+        tuple(groups["number"]),
+        parts(groups["number"]),
+        tuple(groups["money"]),
+        parts(groups["money"]),
+        tuple(groups["other"]),
+        parts(groups["other"]),
+        _DayRows({path: i for i, path in enumerate(groups["date"])}),
+    )
+
+
+_EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
+_PAUSE_REASONS: tuple[str, ...] = typing.get_args(PauseReason)
+_PAUSE_CODE = {reason: code for code, reason in enumerate(_PAUSE_REASONS)}
+# A column to compare a pause table's reasons against: row r is True where the reason is the r-th.
+_PAUSE_REASON_COLUMN = np.array(_PAUSE_REASONS, object).reshape(-1, 1)
 
 
 def _local_day(value: date | datetime) -> date:
     return value.date() if isinstance(value, datetime) else value
 
 
-def _get_path(obj: Any, path: str) -> Any:
-    for part in path.split("."):
+def _day_number(value: date | datetime | None) -> int:
+    """Days since 1970-01-01 of the local date (the int64 behind ``datetime64[D]``); NaT when absent."""
+    if value is None:
+        return _NAT_DAY
+    return _local_day(value).toordinal() - _EPOCH_ORDINAL
+
+
+def _float(value: Any) -> float:
+    return np.nan if value is None else float(value)
+
+
+def _get_path(obj: Any, parts: tuple[str, ...]) -> Any:
+    for part in parts:
         if obj is None:
             return None
         obj = getattr(obj, part, None)
@@ -140,21 +279,6 @@ def field_type(kind: str, path: str) -> str:
     if float in leaves or int in leaves:
         return "number"
     return "other"
-
-
-def _to_column(values: list[Any], dtype: str) -> tuple[np.ndarray, np.ndarray | None]:
-    """A column of the field's dtype; the second array is exact fen for money."""
-    if dtype == "date":
-        return np.array([NAT if v is None else _local_day(v) for v in values], "datetime64[D]"), None
-    if dtype == "money":
-        yuan = np.array([np.nan if v is None else float(v) for v in values], np.float64)
-        fen = np.array([0 if v is None else int(v * 100) for v in values], np.int64)
-        return yuan, fen
-    if dtype == "number":
-        return np.array([np.nan if v is None else float(v) for v in values], np.float64), None
-    column = np.empty(len(values), object)
-    column[:] = values
-    return column, None
 
 
 def referenced_fields(pack: RulePack, kind: str) -> list[str]:
@@ -223,16 +347,73 @@ class Measured:
 
 def measure_batch(pack: RulePack, batch: Batch, calendar: WorkdayIndex, as_of: date) -> Measured:
     """Measure every rule of the batch's kind for every row."""
+    plan = _measure_plan(pack, batch.kind)
     measurer = _Measurer(batch, calendar, as_of)
-    rules = pack.by_kind[batch.kind]
-    cache: dict[str, RuleMeasure] = {}
-    measures = []
-    for rule in rules:
-        # Rules that measure the same thing against the same limit share one computation.
-        if rule.measure_key not in cache:
-            cache[rule.measure_key] = measurer.measure(rule)
-        measures.append(cache[rule.measure_key])
-    return Measured(batch, as_of, batch.columns[pack.anchor(batch.kind)], measures)
+    distinct: list[RuleMeasure | None] = [None] * len(plan.distinct)
+    if plan.working is not None:
+        for slot, measure in zip(plan.working.slots, measurer.working_days(plan.working), strict=True):
+            distinct[slot] = measure
+    for slot, rule in enumerate(plan.distinct):
+        if distinct[slot] is None:
+            distinct[slot] = measurer.measure(rule)
+    measures = [distinct[slot] for slot in plan.slot_of_rule]
+    return Measured(batch, as_of, batch.columns[plan.anchor], measures)  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
+class _WorkingDayGroup:
+    """A kind's working-day rules as stacked constants, so that all are measured in one pass."""
+
+    slots: tuple[int, ...]  # each rule's slot among the kind's distinct measures
+    bounds: tuple[str, ...]  # start and end field of each rule, interleaved: (rule, start/end)
+    limits: np.ndarray  # int64 (rules, 1)
+    excludes: np.ndarray  # bool (rules, pause reasons): the rule excludes pauses with this reason
+    start_names: np.ndarray  # object (rules, 1): named as missing where the start is absent
+    rule_base: np.ndarray  # int64 (rules, 1): 0, 1, 2 … to number (rule, row) groups
+
+    @classmethod
+    def of(cls, rules: Sequence[Rule], slots: Sequence[int] | None = None) -> _WorkingDayGroup:
+        measures = [rule.measure for rule in rules]
+        assert all(isinstance(m, WorkingDaysMeasure) for m in measures)
+        return cls(
+            tuple(slots if slots is not None else range(len(rules))),
+            tuple(name for m in measures for name in (m.start, m.end)),  # type: ignore[union-attr]
+            np.array([[int(rule.require.limit)] for rule in rules], np.int64).reshape(-1, 1),
+            np.array(
+                [[reason in m.exclude_pauses for reason in _PAUSE_REASONS] for m in measures],  # type: ignore[union-attr]
+                bool,
+            ).reshape(-1, len(_PAUSE_REASONS)),
+            np.array([m.start for m in measures], object).reshape(-1, 1),  # type: ignore[union-attr]
+            np.arange(len(rules), dtype=np.int64).reshape(-1, 1),
+        )
+
+
+@dataclass(frozen=True)
+class _MeasurePlan:
+    """What measuring a kind needs that does not depend on the cases: computed once per pack and kind.
+
+    Rules that measure the same thing against the same limit share one computation (one *slot*).
+    """
+
+    anchor: str
+    distinct: tuple[Rule, ...]  # the first rule of each slot
+    slot_of_rule: tuple[int, ...]
+    working: _WorkingDayGroup | None
+
+
+@functools.lru_cache(maxsize=256)
+def _measure_plan(pack: RulePack, kind: str) -> _MeasurePlan:
+    slots: dict[str, int] = {}
+    distinct: list[Rule] = []
+    slot_of_rule = []
+    for rule in pack.by_kind[kind]:
+        if rule.measure_key not in slots:
+            slots[rule.measure_key] = len(distinct)
+            distinct.append(rule)
+        slot_of_rule.append(slots[rule.measure_key])
+    working = [slot for slot, rule in enumerate(distinct) if isinstance(rule.measure, WorkingDaysMeasure)]
+    group = _WorkingDayGroup.of([distinct[slot] for slot in working], working) if working else None
+    return _MeasurePlan(pack.anchor(kind), tuple(distinct), tuple(slot_of_rule), group)
 
 
 def _absent(column: np.ndarray) -> np.ndarray:
@@ -249,26 +430,24 @@ def _named_where(mask: np.ndarray, name: str) -> np.ndarray:
     ``np.empty`` of object dtype is already all None, and most masks are all False, so the fill is
     skipped then: a batch of one pays for neither ``np.full`` nor an empty fancy assignment.
     """
-    missing = np.empty(len(mask), object)
-    if mask.any():
+    missing = np.empty(mask.shape, object)
+    if np.count_nonzero(mask):
         missing[mask] = name
     return missing
 
 
 @dataclass
 class _Window:
-    """A case window (start, end] as calendar positions, shared by the rules that measure it."""
+    """A calendar-day window (start, end], shared by the rules that measure it.
+
+    Working-day rules do not use it: they are measured together, on stacked windows of their own.
+    """
 
     start: np.ndarray  # datetime64[D], the latest of the named starts that is present
     end: np.ndarray  # datetime64[D], as_of for open cases (never past the calendar's last day)
-    start_pos: np.ndarray
-    end_pos: np.ndarray
     is_open: np.ndarray
     valid: np.ndarray  # the start is present
-    start_cum: np.ndarray  # int64: cum at start_pos, read by every working-day rule on the window
-    end_cum: np.ndarray  # int64: cum at end_pos
     missing: np.ndarray  # object: the first start's name where no start is present
-    pauses: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None  # rows, reason, lo, hi
 
 
 @functools.lru_cache(maxsize=16)
@@ -284,7 +463,23 @@ def _calendar_constants(calendar: WorkdayIndex) -> tuple[np.datetime64, int, np.
     return first, int(first.astype(np.int64)), cum64
 
 
-_NAT_DAY = int(NAT.view(np.int64))
+# Tests of whole masks use ``np.count_nonzero`` and reductions use the ufunc's ``reduce``: the
+# ``ndarray.any``/``max`` methods go through a Python wrapper that costs more than the test on a batch of
+# one, and the measures make a few dozen such calls per batch.
+_max = np.maximum.reduce
+
+
+@functools.lru_cache(maxsize=64)
+def _judged_as_of(calendar: WorkdayIndex, as_of: date) -> tuple[np.datetime64, int]:
+    """The day open cases are judged on (as_of, never past the calendar), as a date and a day number.
+
+    Cached: a service checks many cases against the same as_of, and building the NumPy scalar costs more
+    than a batch of one's arithmetic with it.
+    """
+    # Compared as dates (cheaper than NumPy scalars); a datetime keeps NumPy's reading of it.
+    day = as_of if type(as_of) is date else np.datetime64(as_of, "D").item()
+    judged = np.datetime64(min(day, calendar.last), "D")
+    return judged, int(judged.view(np.int64))
 
 
 class _Measurer:
@@ -294,13 +489,9 @@ class _Measurer:
         self.batch = batch
         self.calendar = calendar
         self.first, self.first_day, self.cum = _calendar_constants(calendar)
-        # Compared as dates (cheaper than NumPy scalars); a datetime keeps NumPy's reading of it.
-        day = as_of if type(as_of) is date else np.datetime64(as_of, "D").item()
-        self.judged_as_of = np.datetime64(min(day, calendar.last), "D")
+        self.judged_as_of, self.judged_day = _judged_as_of(calendar, as_of)
         self.windows: dict[tuple[tuple[str, ...], str], _Window] = {}
         self.no_rows = np.zeros(batch.n, bool)
-        self.zero_counts = np.zeros(batch.n, np.int64)
-        self.pause_positions: tuple[np.ndarray, np.ndarray] | None = None
 
     def positions(self, days: np.ndarray) -> np.ndarray:
         """Calendar positions of dates, validated by one min/max instead of ``positions``' full checks.
@@ -313,8 +504,8 @@ class _Measurer:
         pos = days.view(np.int64) - self.first_day
         # Viewed as unsigned, negative positions (and NaT, the most negative int64) exceed any length,
         # so one max() checks both ends of the range.
-        if len(pos) and pos.view(np.uint64).max() >= len(self.cum):
-            return self.calendar.positions(days)
+        if pos.size and _max(pos.view(np.uint64), axis=None) >= len(self.cum):
+            return self.calendar.positions(days.view("datetime64[D]"))
         return pos
 
     def measure(self, rule: Rule) -> RuleMeasure:
@@ -324,7 +515,7 @@ class _Measurer:
         if isinstance(measure, RatioMeasure):
             return self.ratio(measure)
         if isinstance(measure, WorkingDaysMeasure):
-            return self.working_days(measure, int(rule.require.limit))
+            return self.working_days(_WorkingDayGroup.of([rule]))[0]
         return self.calendar_days(measure, int(rule.require.limit))
 
     def field(self, measure: FieldMeasure) -> RuleMeasure:
@@ -358,111 +549,114 @@ class _Measurer:
             valid = ~np.isnat(start)
             end = columns[end_name]
             is_open = np.isnat(end) & valid
-            if is_open.any():  # closed cases keep their own end; no substitution to make
+            if np.count_nonzero(is_open):  # closed cases keep their own end; no substitution to make
                 end = np.where(is_open, self.judged_as_of, end)
-            # Rows without a start get position 0; they are masked out by ``valid`` afterwards. Starts
-            # and ends go through one concatenated array: one subtraction and one range check.
-            n = self.batch.n
+            # The range check of the working-day windows, so that a date outside the calendar is the
+            # same error whichever rule reads it. Rows without a start are checked at the first day.
             both_valid = np.concatenate((valid, valid))
-            positions = self.positions(np.where(both_valid, np.concatenate((start, end)), self.first))
-            cums = self.cum[positions]
-            self.windows[key] = _Window(
-                start,
-                end,
-                positions[:n],
-                positions[n:],
-                is_open,
-                valid,
-                cums[:n],
-                cums[n:],
-                _named_where(~valid, starts[0]),
-            )
+            self.positions(np.where(both_valid, np.concatenate((start, end)), self.first))
+            self.windows[key] = _Window(start, end, is_open, valid, _named_where(~valid, starts[0]))
         return self.windows[key]
 
-    def clipped_pauses(self, window: _Window) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """Every pause clipped to its case's window, as positions (lo, hi]; empty ones dropped."""
-        if window.pauses is None:
-            pauses = self.batch.pauses
-            rows = pauses.row
-            if len(rows):
-                if self.pause_positions is None:
-                    # The pauses' own positions do not depend on the window: computed once per batch.
-                    pause_end = np.where(np.isnat(pauses.end), self.judged_as_of, pauses.end)
-                    both = self.positions(np.concatenate((pauses.start, pause_end)))
-                    self.pause_positions = (both[: len(rows)], both[len(rows) :])
-                start_pos, end_pos = self.pause_positions
-                lo = np.maximum(start_pos, window.start_pos[rows])
-                hi = np.minimum(end_pos, window.end_pos[rows])
-                keep = (hi > lo) & window.valid[rows]
-                if keep.all():  # usually every pause lies in its case's window: no copies to make
-                    window.pauses = (rows, pauses.reason, lo, hi)
-                else:
-                    window.pauses = (rows[keep], pauses.reason[keep], lo[keep], hi[keep])
-            else:
-                window.pauses = (rows, pauses.reason, rows, rows)
-        return window.pauses
+    def working_days(self, group: _WorkingDayGroup) -> list[RuleMeasure]:
+        """Every working-day rule of the kind at once, as (rules, rows) arrays.
 
-    def working_days(self, measure: WorkingDaysMeasure, limit: int) -> RuleMeasure:
-        window = self.window((measure.start,), measure.end)
-        elapsed = window.end_cum - window.start_cum
-        excluded, not_excluded = self.paused_working_days(window, measure.exclude_pauses)
-        deadline, note = self.add_working_days(window, limit + excluded)
-        return RuleMeasure(
-            np.where(window.valid, (elapsed - excluded).astype(np.float64), np.nan),
-            window.missing,
-            window.is_open,
-            deadline=deadline,
-            excluded=excluded,
-            not_excluded=not_excluded,
-            deadline_note=note,
-        )
-
-    def paused_working_days(self, window: _Window, reasons: list[str]) -> tuple[np.ndarray, np.ndarray]:
-        """Working days inside excludable pauses within each case's window, overlaps merged.
-
-        A pause covers working days d with date(start) < d ≤ date(end), like the case itself. Sorting the
-        pauses by (case, start) and keeping a running maximum of the ends seen so far within the case
-        makes each pause add only the part no earlier pause covered: the union's length without a loop.
-        Pauses whose reason the rule does not exclude are counted, to be reported as not excluded.
+        The rules' windows are stacked, so a kind with k such rules costs the same NumPy calls as one:
+        for a batch of one case, the calls (not the data) are the cost. Each rule's measure is a row view.
         """
-        n = self.batch.n
-        rows, reason, lo, hi = self.clipped_pauses(window)
-        if not len(rows):
-            return self.zero_counts, self.zero_counts
-        # Few reasons against many pauses: one vectorized comparison per reason, as ``np.isin`` itself
-        # does for object arrays, without its dispatch overhead.
-        excludable = np.zeros(len(rows), bool)
-        for excluded_reason in reasons:
-            excludable |= reason == excluded_reason
-        not_excluded = np.bincount(rows[~excludable], minlength=n).astype(np.int64)
-        if not excludable.any():
-            return self.zero_counts, not_excluded
-        rows, lo, hi = rows[excludable], lo[excludable], hi[excludable]
-        begin = lo
-        if len(rows) > 1:
-            # Overlaps can only exist between two pauses; a lone pause is its own union.
-            order = np.lexsort((lo, rows))
-            rows, lo, hi = rows[order], lo[order], hi[order]
-            span = len(self.cum) + 1
-            running = np.maximum.accumulate(rows * span + hi)
-            previous_end = np.full(len(rows), -1, np.int64)
-            same_case = np.r_[False, rows[1:] == rows[:-1]]
-            previous_end[same_case] = (running[:-1] - rows[1:] * span)[same_case[1:]]
-            begin = np.minimum(np.maximum(lo, previous_end), hi)
+        k, n = len(group.limits), self.batch.n
+        # (rule, start/end, row) day numbers; a fancy index copies, so the substitutions below are safe.
+        bounds = self.batch.day_block(group.bounds).reshape(k, 2, n)
+        nat = bounds == _NAT_DAY
+        valid = ~nat[:, 0]
+        is_open = nat[:, 1] & valid
+        if np.count_nonzero(valid) < valid.size:
+            # Rows without a start get position 0 for both ends (so an end outside the calendar raises
+            # nothing there); they are masked out by ``valid`` afterwards, and clip every pause away.
+            bounds = np.where(valid[:, None, :], bounds, self.first_day)
+        # The pauses' bounds join the windows' so that one substitution and one range check serve both:
+        # an open case, like an open pause, runs to as_of.
+        pauses = self.batch.pauses
+        days = np.concatenate((bounds.reshape(-1), pauses.start.view(np.int64), pauses.end.view(np.int64)))
+        days[days == _NAT_DAY] = self.judged_day
+        every = self.positions(days)
+        positions = every[: 2 * k * n].reshape(k, 2, n)
+        cums = self.cum[positions]
+        start_cum = cums[:, 0]
+        excluded, not_excluded = self.paused_working_days(group, positions, every[2 * k * n :])
+        elapsed = cums[:, 1] - start_cum
+        # The deadline is the (limit + excluded)-th working day after the start.
         cum = self.cum
-        contribution = cum[hi] - cum[begin]
-        return np.bincount(rows, weights=contribution, minlength=n).astype(np.int64), not_excluded
-
-    def add_working_days(self, window: _Window, days: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """The n-th working day after each start, NaT with a note where it lies beyond the calendar."""
-        cum = self.cum
-        position = cum.searchsorted(window.start_cum + days, side="left")
-        beyond = window.valid & (position >= len(cum))
-        shown = window.valid & ~beyond if beyond.any() else window.valid
+        position = cum.searchsorted(start_cum + group.limits + excluded, side="left")
+        beyond = valid & (position >= len(cum))
+        shown = valid & ~beyond if np.count_nonzero(beyond) else valid
         # searchsorted returns at most len(cum), so the day number is always representable; rows beyond
         # the calendar are replaced by NaT. Day numbers, viewed as dates, spare datetime arithmetic.
         deadline = np.where(shown, position + self.first_day, _NAT_DAY).view("datetime64[D]")
-        return deadline, self.beyond_note(beyond)
+        note = self.beyond_note(beyond)
+        value = np.where(valid, (elapsed - excluded).astype(np.float64), np.nan)
+        missing = np.where(valid, None, group.start_names)
+        return [
+            RuleMeasure(
+                value[i],
+                missing[i],
+                is_open[i],
+                deadline=deadline[i],
+                excluded=excluded[i],
+                not_excluded=not_excluded[i],
+                deadline_note=note[i],
+            )
+            for i in range(k)
+        ]
+
+    def paused_working_days(
+        self, group: _WorkingDayGroup, positions: np.ndarray, pause_positions: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Working days inside excludable pauses within each (rule, case) window, overlaps merged.
+
+        A pause covers working days d with date(start) < d ≤ date(end), like the case itself. Every pause
+        is clipped to every rule's window of its case at once, (rules, pauses) arrays; a (rule, case) pair
+        is one group, numbered ``rule * n + row``. Sorting the pauses by (group, start) and keeping a
+        running maximum of the ends seen so far within the group makes each pause add only the part no
+        earlier pause covered: the union's length without a loop. Pauses whose reason the rule does not
+        exclude are counted, to be reported as not excluded. A batch without pauses skips all of it.
+        ``pause_positions`` are the pauses' starts then ends; ``positions`` the windows', (rule, 2, row).
+        """
+        k, n = len(group.limits), self.batch.n
+        pauses = self.batch.pauses
+        rows = pauses.row
+        p = len(rows)
+        if not p:
+            zeros = np.zeros((k, n), np.int64)
+            return zeros, zeros
+        # A window without a start sits at position 0 at both ends, so no pause survives its clipping.
+        lo = np.maximum(pause_positions[:p], positions[:, 0][:, rows])
+        hi = np.minimum(pause_positions[p:], positions[:, 1][:, rows])
+        keep = hi > lo
+        codes = pauses.code if pauses.code is not None else (pauses.reason == _PAUSE_REASON_COLUMN).argmax(0)
+        excludable = group.excludes[:, codes] & keep
+        groups = group.rule_base * n + rows
+        # bincount counts in intp, int64 here: ``copy=False`` makes the cast free.
+        not_excluded = np.bincount(groups[keep & ~excludable], minlength=k * n).reshape(k, n)
+        not_excluded = not_excluded.astype(np.int64, copy=False)
+        if not np.count_nonzero(excludable):
+            return np.zeros((k, n), np.int64), not_excluded
+        groups, lo, hi = groups[excludable], lo[excludable], hi[excludable]
+        begin = lo
+        if len(groups) > 1:
+            # Overlaps can only exist between two pauses; a lone pause is its own union.
+            order = np.lexsort((lo, groups))
+            groups, lo, hi = groups[order], lo[order], hi[order]
+            span = len(self.cum) + 1
+            running = np.maximum.accumulate(groups * span + hi)
+            previous_end = np.full(len(groups), -1, np.int64)
+            same_group = np.r_[False, groups[1:] == groups[:-1]]
+            previous_end[same_group] = (running[:-1] - groups[1:] * span)[same_group[1:]]
+            begin = np.minimum(np.maximum(lo, previous_end), hi)
+        cum = self.cum
+        contribution = cum[hi] - cum[begin]
+        excluded = np.bincount(groups, weights=contribution, minlength=k * n).astype(np.int64)
+        return excluded.reshape(k, n), not_excluded
 
     def beyond_note(self, beyond: np.ndarray) -> np.ndarray:
         note = f"deadline falls after {self.calendar.last.isoformat()}, beyond the working-day calendar"

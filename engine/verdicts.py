@@ -107,6 +107,10 @@ _TEXT = {
 }
 
 
+# The status of the outcomes worded by a reason (``fail:input`` is the one ``fail`` among them).
+_REASONED_STATUS = {"na": "not_applicable", "exempt": "exempt"}
+
+
 def _number(value: Any) -> float | int | str | bool | None:
     """Whole numbers as ints, so working days read 3 and not 3.0; absent as None."""
     if value is None:
@@ -121,7 +125,8 @@ def _number(value: Any) -> float | int | str | bool | None:
 
 
 def _day(value: np.datetime64 | None) -> date | None:
-    if value is None or np.isnat(value):
+    """A date, or None for NaT: ``item()`` of a day-unit NaT is None, so no separate ``isnat`` test."""
+    if value is None:
         return None
     return value.astype("datetime64[D]").item()
 
@@ -150,6 +155,11 @@ class VerdictBuilder:
         self.anchor_field = anchor_field
         self.ruleset = ruleset
         self.calendar = calendar
+        # What does not depend on the case is worded once: the clause reference of each rule, and the
+        # reasons of the condition outcomes (``na:absent:K``, ``na:cond:K``), filled in on first use.
+        self._sources = {rule_plan.rule.id: rule_plan.rule.source.reference for rule_plan in plan.rules}
+        self._condition_reasons: dict[tuple[str, str, str], str] = {}
+        self._wording: dict[tuple[str, str], tuple[str, str, str]] = {}
 
     def build(self, measured: Measured, outcomes: list[list[str]], lang: Lang = "zh") -> list[dict[str, Any]]:
         """One verdict dict per row (the JSON shape of ``Verdict``)."""
@@ -182,13 +192,13 @@ class VerdictBuilder:
         result: dict[str, Any] = {"rule": rule.id, "severity": rule.severity, "unit": rule.unit}
         kind, _, detail = code.partition(":")
         if kind == "na" or kind == "exempt" or code == "fail:input":
-            result["status"] = {"na": "not_applicable", "exempt": "exempt"}.get(kind, "fail")
+            result["status"] = _REASONED_STATUS.get(kind, "fail")
             result["reason"] = self._reason(rule, code, detail, measure, measured, row, lang)
             result["message"] = result["reason"]
         else:
             result["status"] = code
             self._measured_result(result, rule, code, measure, row, lang, text)
-        result["source"] = rule.source.reference
+        result["source"] = self._sources[rule.id]
         return result
 
     def _reason(
@@ -212,13 +222,19 @@ class VerdictBuilder:
         if code in ("na:input", "fail:input"):
             key = "fail_input" if code == "fail:input" else "input"
             return text[key].format(field=measure.missing[row])
+        cached = self._condition_reasons.get((rule.id, code, lang))
+        if cached is not None:
+            return cached
         reason, k = detail.split(":")
         conjunct = _conjunct(rule, int(k))
         if reason == "absent":
             assert isinstance(conjunct, Leaf)
-            return text["absent"].format(field=conjunct.field, label=_label(conjunct, lang))
-        key = "cond_not" if isinstance(conjunct, NotOf) else "cond"
-        return text[key].format(label=_label(conjunct, lang))
+            worded = text["absent"].format(field=conjunct.field, label=_label(conjunct, lang))
+        else:
+            key = "cond_not" if isinstance(conjunct, NotOf) else "cond"
+            worded = text[key].format(label=_label(conjunct, lang))
+        self._condition_reasons[(rule.id, code, lang)] = worded
+        return worded
 
     def _measured_result(
         self,
@@ -242,11 +258,21 @@ class VerdictBuilder:
         deadline = _day(measure.deadline[row]) if measure.deadline is not None else None
         result.update(value=value, limit=limit, deadline=deadline)
         unit = rule.unit
+        wording = self._wording.get((rule.id, lang))
+        if wording is None:
+            # The title, the operator and a literal limit read the same for every case of the rule.
+            literal = _quantity(rule.require.limit, unit, lang)
+            wording = self._wording[(rule.id, lang)] = (
+                getattr(rule.title, lang),
+                _OPS[lang][rule.require.op],
+                literal,
+            )
+        title, op, literal = wording
         fields = {
-            "title": getattr(rule.title, lang),
+            "title": title,
             "value": _quantity(value, unit, lang),
-            "op": _OPS[lang][rule.require.op],
-            "limit": _quantity(limit, unit, lang),
+            "op": op,
+            "limit": _quantity(limit, unit, lang) if months else literal,
             "deadline": deadline or text["not_given"],
         }
         if code == "pending":

@@ -1,7 +1,8 @@
 """The durable executor: the plan compiled into durable_rules rulesets, one per case kind.
 
 Each case is asserted as a fact in a session (``sid``) of its own; durable_rules' matcher selects the
-(rule, outcome) entries whose conditions hold, and their names are the outcomes. The session is deleted
+(rule, outcome) entries whose conditions hold, and their names are the outcomes (an outcome that several
+rules of a kind share word for word is one entry, named after all of them). The session is deleted
 straight after, so two cases with the same case_id never meet and nothing accumulates over a long run.
 durable_rules keeps global state in its C engine and treats ``id`` and ``sid`` specially, so case fields
 never travel under those names: keys are ``f_``-prefixed.
@@ -21,7 +22,7 @@ import durable_rules_engine
 import numpy as np
 import orjson
 
-from engine.executors.facts import fact_columns
+from engine.executors.facts import fact_blocks
 from engine.executors.plan import And, Cmp, Has, KindPlan, Lacks, Or, Predicate, Ref
 from engine.measures import Measured
 
@@ -33,6 +34,26 @@ _OPERATORS = {"ne": "$neq", "lt": "$lt", "le": "$lte", "gt": "$gt", "ge": "$gte"
 def _key(key: str) -> str:
     """Cached: the same few dozen keys are renamed for every case checked."""
     return "f_" + key.replace(".", "__")
+
+
+@functools.lru_cache(maxsize=1024)
+def _keys(keys: tuple[str, ...]) -> tuple[str, ...]:
+    """``_key`` of every key of a fact layout; a kind has a handful of layouts, so one lookup each."""
+    return tuple(_key(key) for key in keys)
+
+
+def _action_name(message: str, names: dict[str, Any]) -> str:
+    """The rule an action message is for: ``{"<name>":{"m":<fact>}}``, one rule per message.
+
+    Our rule names need no JSON escaping, so the name is read off the front of the message instead of
+    parsing the whole fact back; anything else falls back to a JSON parse and, as durable_rules' own
+    ``Host`` does, takes the first key.
+    """
+    if message.startswith('{"'):
+        name = message[2 : message.find('"', 2)]
+        if name in names:
+            return name
+    return next(iter(orjson.loads(message)))
 
 
 def compile_predicate(predicate: Predicate) -> dict[str, Any]:
@@ -87,17 +108,28 @@ class DurableExecutor:
         self._lock = threading.Lock()
         self._sessions = itertools.count()
         self._handles: dict[str, int] = {}
+        # Durable rule name → the (rule index, outcome code) pairs it decides.
+        self._decides: dict[str, dict[str, tuple[tuple[int, str], ...]]] = {}
         instance = next(self._instances)
         for kind, plan in plans.items():
             if not plan.rules:
                 continue
-            ruleset = {
-                f"{rule_plan.index}|{outcome.code}": {
-                    "all": [{"m": compile_predicate(And((outcome.predicate,)))}]
-                }
-                for rule_plan in plan.rules
-                for outcome in rule_plan.outcomes
-            }
+            # Rules of a kind often share an outcome word for word (the same effective date, the same
+            # first condition): such an outcome becomes one durable rule deciding it for all of them.
+            # The C engine's cost grows with its rules and with the actions it fires, so a water case
+            # asserts into 32 rules instead of 55 and fires 5 actions instead of 6; every code is kept.
+            # Keyed by the predicate's repr: dataclass equality would merge False with 0 and 1 with 1.0.
+            shared: dict[tuple[str, str], tuple[Predicate, list[int]]] = {}
+            for rule_plan in plan.rules:
+                for outcome in rule_plan.outcomes:
+                    key = (outcome.code, repr(outcome.predicate))
+                    shared.setdefault(key, (outcome.predicate, []))[1].append(rule_plan.index)
+            ruleset = {}
+            self._decides[kind] = {}
+            for (code, _), (predicate, indices) in shared.items():
+                name = f"{','.join(map(str, indices))}|{code}"
+                ruleset[name] = {"all": [{"m": compile_predicate(And((predicate,)))}]}
+                self._decides[kind][name] = tuple((index, code) for index in indices)
             # Ruleset names are global inside the C engine: keep each executor's own.
             self._handles[kind] = durable_rules_engine.create_ruleset(
                 f"{kind}#{instance}", json.dumps(ruleset, ensure_ascii=False)
@@ -107,13 +139,22 @@ class DurableExecutor:
         """The outcome code of every rule for every row, in the plan's rule order."""
         if not plan.rules:
             return [[] for _ in range(measured.batch.n)]
-        # One ``tolist`` per column turns every value into a Python object in C, instead of boxing a
+        blocks = fact_blocks(plan, measured)
+        # One ``tolist`` for all numbers turns every value into a Python float in C, instead of boxing a
         # NumPy scalar per key and row.
-        columns = [(_key(k), v.tolist()) for k, v in fact_columns(plan, measured).items()]
+        number_keys = _keys(tuple(blocks.number_keys))
+        object_keys = _keys(tuple(blocks.object_keys))
+        objects = [column.tolist() for column in blocks.objects]
         outcomes = []
-        for row in range(measured.batch.n):
+        for row, numbers in enumerate(blocks.numbers.T.tolist()):
             fact = {}
-            for key, column in columns:
+            for key, value in zip(number_keys, numbers, strict=True):
+                # NaN is absent (NaN != NaN); the common magnitudes go in as they are.
+                if value == 0 or 1e-4 <= abs(value) < 1e16:
+                    fact[key] = value
+                elif value == value:
+                    fact[key] = _plain(value)
+            for key, column in zip(object_keys, objects, strict=True):
                 value = _plain(column[row])
                 if value is not None:
                     fact[key] = value
@@ -133,8 +174,9 @@ class DurableExecutor:
                 if status == _HANDLED:
                     started = durable_rules_engine.start_action_for_state(handle, state)
                     message = started[1] if started else None
+                    decides = self._decides[kind]
                     while message:
-                        fired.update(orjson.loads(message))
+                        fired.add(_action_name(message, decides))
                         message = durable_rules_engine.complete_and_start_action(handle, state)
             except BaseException:
                 # A refused fact leaves no session behind; don't let the clean-up hide the real error.
@@ -144,17 +186,17 @@ class DurableExecutor:
             durable_rules_engine.delete_state(handle, sid)
         return fired
 
-    @staticmethod
-    def _outcomes(plan: KindPlan, fired: set[str]) -> list[str]:
+    def _outcomes(self, plan: KindPlan, fired: set[str]) -> list[str]:
         codes = [""] * len(plan.rules)
+        decides = self._decides[plan.kind]
         # durable_rules expands an ``$or`` into alternatives and fires once per alternative that holds,
         # so one outcome may fire twice (the set folds those); two different outcomes of one rule would
         # be a planning error.
         for name in fired:
-            index, code = name.split("|", 1)
-            if codes[int(index)]:
-                raise RuntimeError(f"rule {plan.rules[int(index)].rule.id}: two outcomes matched ({code})")
-            codes[int(index)] = code
+            for index, code in decides[name]:
+                if codes[index]:
+                    raise RuntimeError(f"rule {plan.rules[index].rule.id}: two outcomes matched ({code})")
+                codes[index] = code
         for rule_plan, code in zip(plan.rules, codes, strict=True):
             if not code:
                 raise RuntimeError(f"rule {rule_plan.rule.id}: no outcome matched")

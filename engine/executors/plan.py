@@ -198,6 +198,11 @@ class KindPlan:
                         found[key] = None
         return list(found)
 
+    @functools.cached_property
+    def measure_keys(self) -> tuple[tuple[str, str, str, str], ...]:
+        """Each rule's fact keys (value, allowance, open, exemption), spelt once instead of per batch."""
+        return tuple((f"v{r.index}", f"t{r.index}", f"o{r.index}", f"x{r.index}") for r in self.rules)
+
 
 def _is_measure_key(key: str) -> bool:
     return key[0] in "vtox" and key[1:].isdigit()
