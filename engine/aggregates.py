@@ -168,6 +168,13 @@ class AggregateAccumulator:
             entry[2] += total
             entry[3] += open_n
 
+    def merge(self, groups: dict[tuple[str, str, str | None], list[float]]) -> None:
+        """Add another accumulator's sums (a chunk checked in a worker process)."""
+        for key, sums in groups.items():
+            entry = self.groups[key]
+            for i, value in enumerate(sums):
+                entry[i] += value
+
     def results(self) -> list[dict[str, Any]]:
         """One entry per aggregate rule and group, in rule, period and group order."""
         entries = []

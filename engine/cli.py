@@ -6,6 +6,7 @@ line and JSON path, so a pipeline never mistakes an error report for a verdict.
 
 from __future__ import annotations
 
+import os
 import sys
 from dataclasses import dataclass
 from datetime import date
@@ -291,6 +292,10 @@ def scan(
         str | None, typer.Option("--by", help="Also group aggregates by district or department.")
     ] = None,
     engine: EngineOption = "columnar",
+    workers: Annotated[
+        int | None,
+        typer.Option("--workers", help="Worker processes (default: one per CPU for inputs over 16 MiB)."),
+    ] = None,
 ) -> None:
     """Check every case of PATHS; write verdicts/results Parquet, errors.jsonl, summary.json, report.html."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -307,7 +312,11 @@ def scan(
     except (FileNotFoundError, ValueError) as exc:
         err.print(f"[red]error:[/] {exc}", highlight=False)
         raise typer.Exit(EXIT_INVALID) from None
-    scanner = Scanner(load_engine(chosen_engine), out_dir, _as_of(as_of), chosen_period, by)
+    if workers is None:
+        # Starting workers costs a second or two: worth it only when there is real work to share.
+        large = sum(path.stat().st_size for path in files) > 16 * 2**20
+        workers = (os.cpu_count() or 1) if large else 1
+    scanner = Scanner(load_engine(chosen_engine), out_dir, _as_of(as_of), chosen_period, by, max(1, workers))
     columns = (TextColumn("scanning"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, console=err, disable=not err.is_terminal, transient=True) as bar:
         task = bar.add_task("scan", total=None)

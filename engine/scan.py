@@ -10,7 +10,10 @@ with its file, line (or row) and JSON path, and ``input = verdicts + errors`` ho
 from __future__ import annotations
 
 import contextlib
+import multiprocessing
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -25,6 +28,7 @@ import pyarrow.parquet as pq
 
 from engine.aggregates import AggregateAccumulator, Period
 from engine.cases import Case, InvalidCase, validate_case
+from engine.cases import CaseError as CaseProblem
 from engine.core import Engine, parse_as_of
 from engine.measures import Batch, measure_batch
 
@@ -193,6 +197,24 @@ class ScanTotals:
     rule_counts: dict[str, dict[str, int]] = field(default_factory=dict)
 
 
+@dataclass
+class ChunkOutcome:
+    """What checking one chunk produced: rows to append, problems to log, counts and sums to merge."""
+
+    verdicts: list[pa.Table] = field(default_factory=list)
+    results: list[pa.Table] = field(default_factory=list)
+    errors: list[ScanError] = field(default_factory=list)
+    checked: int = 0
+    verdict_counts: dict[str, int] = field(default_factory=dict)
+    rule_counts: dict[str, dict[str, int]] = field(default_factory=dict)
+    aggregates: dict[tuple[str, str, str | None], list[float]] = field(default_factory=dict)
+
+
+def _add_counts(into: dict[str, int], values: np.ndarray) -> None:
+    for name, count in zip(*np.unique(values, return_counts=True), strict=True):
+        into[str(name)] = into.get(str(name), 0) + int(count)
+
+
 def _verdicts(statuses: np.ndarray, mandatory: np.ndarray) -> np.ndarray:
     """Case verdicts from a (cases × rules) status matrix, as ``verdicts.case_verdict`` rolls them up."""
     failed = statuses == "fail"
@@ -214,98 +236,51 @@ def _failed_rules(statuses: np.ndarray, rule_ids: list[str]) -> pl.Series:
     return lists["f"]
 
 
-class Scanner:
-    """One scan: reads, checks and writes chunk by chunk, and keeps the running totals and aggregates."""
+class ChunkChecker:
+    """Validates, measures and matches one chunk of records; runs in the scanning process or a worker."""
 
-    def __init__(
-        self,
-        engine: Engine,
-        out: Path,
-        as_of: str | date | None = None,
-        period: Period = "month",
-        by: str | None = None,
-    ) -> None:
+    def __init__(self, engine: Engine, as_of: date, period: Period, by: str | None) -> None:
         self.engine = engine
-        self.out = out
-        self.as_of = parse_as_of(as_of)
-        self.totals = ScanTotals()
-        self.errors: list[ScanError] = []
-        self.seen: dict[str, tuple[str, int]] = {}
-        self.aggregates = AggregateAccumulator(engine.pack, engine.calendar, self.as_of, period, by)
+        self.as_of = as_of
+        self.period = period
         self.by = by
-        out.mkdir(parents=True, exist_ok=True)
-        self._writers: dict[str, pq.ParquetWriter] = {}
-        self._errors_file = (out / "errors.jsonl").open("wb")
-        self.fields = {kind: [*fields, *GROUP_FIELDS] for kind, fields in engine.fields.items()}
-        for kind in self.fields:
-            for name in self.aggregates.fields(kind):
-                if name not in self.fields[kind]:
-                    self.fields[kind].append(name)
+        probe = AggregateAccumulator(engine.pack, engine.calendar, as_of, period, by)
+        # Each batch carries the fields the rules read, the report's grouping keys and what aggregates need.
+        self.fields = {
+            kind: list(dict.fromkeys([*fields, *GROUP_FIELDS, *probe.fields(kind)]))
+            for kind, fields in engine.fields.items()
+        }
 
-    def scan(self, files: list[Path], progress: Callable[[int], None] | None = None) -> dict[str, Any]:
-        try:
-            for path in files:
-                for chunk in read_records(path, self.errors):
-                    self._check_chunk(chunk)
-                    if progress is not None:
-                        progress(len(chunk))
-                    self._flush_errors()
-                self._flush_errors()
-        finally:
-            for writer in self._writers.values():
-                writer.close()
-            self._errors_file.close()
-        for name in ("verdicts", "results"):
-            if name not in self._writers:  # an empty scan still writes well-formed (empty) outputs
-                schema = VERDICTS_SCHEMA if name == "verdicts" else RESULTS_SCHEMA
-                pl.DataFrame(schema=schema).write_parquet(self.out / f"{name}.parquet")
-        summary = self.summary()
-        (self.out / "summary.json").write_bytes(orjson.dumps(summary, option=orjson.OPT_INDENT_2))
-        return summary
-
-    def _flush_errors(self) -> None:
-        """Write the buffered problems; a record with several problems counts once as an error."""
-        for error in self.errors:
-            self._errors_file.write(orjson.dumps(error.__dict__) + b"\n")
-        records = len({(error.file, error.line) for error in self.errors})
-        self.totals.errors += records
-        self.totals.input += records
-        self.errors.clear()
-
-    def _check_chunk(self, chunk: list[Located]) -> None:
+    def check(self, chunk: list[Located]) -> ChunkOutcome:
+        outcome = ChunkOutcome()
         by_kind: dict[str, list[tuple[Located, Case]]] = {}
         for located in chunk:
             record = located.record
-            case_id = record.get("case_id") if isinstance(record, dict) else None
             try:
                 case = validate_case(record)
             except InvalidCase as exc:
-                for problem in exc.errors:
-                    self.errors.append(
-                        ScanError(located.file, located.line, case_id, problem.path, problem.message)
-                    )
-                if not exc.errors:
-                    self.errors.append(ScanError(located.file, located.line, case_id, "$", "invalid case"))
-                continue
-            first = self.seen.get(case.case_id)
-            if first is not None:
-                where = f"{first[0]}:{first[1]}"
-                self.errors.append(
-                    ScanError(
-                        located.file,
-                        located.line,
-                        case.case_id,
-                        "case_id",
-                        f"duplicate case_id, first at {where}",
-                    )
+                case_id = record.get("case_id") if isinstance(record, dict) else None
+                problems = exc.errors or [CaseProblem("$", "invalid case")]
+                outcome.errors.extend(
+                    ScanError(located.file, located.line, case_id, p.path, p.message) for p in problems
                 )
                 continue
-            self.seen[case.case_id] = (located.file, located.line)
             by_kind.setdefault(case.kind, []).append((located, case))
+        aggregates = AggregateAccumulator(
+            self.engine.pack, self.engine.calendar, self.as_of, self.period, self.by
+        )
         for kind, items in by_kind.items():
-            self._check_kind(kind, items)
+            self._check_kind(kind, items, outcome, aggregates)
+        outcome.aggregates = dict(aggregates.groups)
+        return outcome
 
-    def _check_kind(self, kind: str, items: list[tuple[Located, Case]]) -> None:
+    def _check_kind(
+        self,
+        kind: str,
+        items: list[tuple[Located, Case]],
+        outcome: ChunkOutcome,
+        aggregates: AggregateAccumulator,
+    ) -> None:
         engine = self.engine
         batch = Batch.from_cases(kind, [case for _, case in items], self.fields[kind])
         measured = measure_batch(engine.pack, batch, engine.calendar, self.as_of)
@@ -320,14 +295,13 @@ class Scanner:
         )
         mandatory = np.array([rp.rule.severity == "mandatory" for rp in plan.rules], bool)
         verdict = _verdicts(statuses, mandatory)
-        anchor = measured.anchor
         verdicts = pl.DataFrame(
             {
                 "case_id": batch.case_id.tolist(),
                 "kind": [kind] * batch.n,
                 "file": [located.file for located, _ in items],
                 "line": [located.line for located, _ in items],
-                "anchor_date": anchor,
+                "anchor_date": measured.anchor,
                 "district": batch.columns["district"].tolist(),
                 "department": batch.columns["department"].tolist(),
                 "verdict": verdict.tolist(),
@@ -335,26 +309,30 @@ class Scanner:
             },
             schema=VERDICTS_SCHEMA,
         )
-        self._write("verdicts", verdicts)
-        for name, count in zip(*np.unique(verdict, return_counts=True), strict=True):
-            self.totals.verdict_counts[str(name)] += int(count)
-        self.totals.verdicts += batch.n
-        self.totals.input += batch.n
+        outcome.verdicts.append(verdicts.to_arrow())
+        _add_counts(outcome.verdict_counts, verdict)
+        outcome.checked += batch.n
         if plan.rules:
-            self._write("results", self._results(kind, batch, measured, outcomes, statuses))
-        self.aggregates.add(kind, batch)
+            outcome.results.append(
+                self._results(kind, batch, measured, outcomes, statuses, outcome).to_arrow()
+            )
+        aggregates.add(kind, batch)
 
     def _results(
-        self, kind: str, batch: Batch, measured: Any, outcomes: np.ndarray, statuses: np.ndarray
+        self,
+        kind: str,
+        batch: Batch,
+        measured: Any,
+        outcomes: np.ndarray,
+        statuses: np.ndarray,
+        outcome: ChunkOutcome,
     ) -> pl.DataFrame:
         frames = []
         for position, (rule_plan, measure) in enumerate(
             zip(self.engine.plans[kind].rules, measured.measures, strict=True)
         ):
             rule = rule_plan.rule
-            counts = self.totals.rule_counts.setdefault(rule.id, {})
-            for name, count in zip(*np.unique(statuses[:, position], return_counts=True), strict=True):
-                counts[str(name)] = counts.get(str(name), 0) + int(count)
+            _add_counts(outcome.rule_counts.setdefault(rule.id, {}), statuses[:, position])
             numeric = measure.value.dtype.kind == "f"
             decided = np.isin(statuses[:, position], ("pass", "fail", "pending"))
             frames.append(
@@ -388,8 +366,142 @@ class Scanner:
             )
         return pl.concat(frames)
 
-    def _write(self, name: str, frame: pl.DataFrame) -> None:
-        table = frame.to_arrow()
+
+# A worker process's own checker, made once by ``_start_worker``.
+_WORKER: ChunkChecker | None = None
+
+
+def _start_worker(engine_name: str, as_of: date, period: Period, by: str | None) -> None:
+    global _WORKER
+    _WORKER = ChunkChecker(Engine.load(engine=engine_name), as_of, period, by)  # type: ignore[arg-type]
+
+
+def _check_in_worker(chunk: list[Located]) -> ChunkOutcome:
+    assert _WORKER is not None
+    return _WORKER.check(chunk)
+
+
+class Scanner:
+    """One scan: reads, checks and writes chunk by chunk, and keeps the running totals and aggregates.
+
+    With ``workers`` > 1, chunks are checked in that many worker processes (each with its own engine)
+    while this process reads, de-duplicates and writes in input order. A few chunks at most are in flight,
+    so memory stays bounded however large the input.
+    """
+
+    def __init__(
+        self,
+        engine: Engine,
+        out: Path,
+        as_of: str | date | None = None,
+        period: Period = "month",
+        by: str | None = None,
+        workers: int = 1,
+    ) -> None:
+        self.engine = engine
+        self.out = out
+        self.as_of = parse_as_of(as_of)
+        self.period = period
+        self.by = by
+        self.workers = workers
+        self.totals = ScanTotals()
+        self.errors: list[ScanError] = []
+        self.seen: dict[str, tuple[str, int]] = {}
+        self.aggregates = AggregateAccumulator(engine.pack, engine.calendar, self.as_of, period, by)
+        self.checker = ChunkChecker(engine, self.as_of, period, by)
+        out.mkdir(parents=True, exist_ok=True)
+        self._writers: dict[str, pq.ParquetWriter] = {}
+
+    def scan(self, files: list[Path], progress: Callable[[int], None] | None = None) -> dict[str, Any]:
+        with (self.out / "errors.jsonl").open("wb") as errors_file:
+            try:
+                for outcome, size in self._outcomes(files):
+                    self._merge(outcome, errors_file)
+                    if progress is not None:
+                        progress(size)
+            finally:
+                for writer in self._writers.values():
+                    writer.close()
+        for name, schema in (("verdicts", VERDICTS_SCHEMA), ("results", RESULTS_SCHEMA)):
+            if name not in self._writers:  # an empty scan still writes well-formed (empty) outputs
+                pl.DataFrame(schema=schema).write_parquet(self.out / f"{name}.parquet")
+        summary = self.summary()
+        (self.out / "summary.json").write_bytes(orjson.dumps(summary, option=orjson.OPT_INDENT_2))
+        return summary
+
+    def _chunks(self, files: list[Path]) -> Iterator[tuple[list[Located], list[ScanError]]]:
+        """Chunks without their repeated case_ids; each with the reading problems met on the way."""
+        for path in files:
+            for chunk in read_records(path, self.errors):
+                kept = []
+                for located in chunk:
+                    case_id = located.record.get("case_id") if isinstance(located.record, dict) else None
+                    if isinstance(case_id, str):
+                        first = self.seen.get(case_id)
+                        if first is not None:
+                            message = f"duplicate case_id, first at {first[0]}:{first[1]}"
+                            self.errors.append(
+                                ScanError(located.file, located.line, case_id, "case_id", message)
+                            )
+                            continue
+                        self.seen[case_id] = (located.file, located.line)
+                    kept.append(located)
+                problems = self.errors[:]
+                self.errors.clear()  # read_records keeps appending to this very list
+                yield kept, problems
+            if self.errors:  # unreadable lines after the last full chunk
+                problems = self.errors[:]
+                self.errors.clear()  # read_records keeps appending to this very list
+                yield [], problems
+
+    def _outcomes(self, files: list[Path]) -> Iterator[tuple[ChunkOutcome, int]]:
+        """Each chunk's outcome in input order, checked here or in the worker pool."""
+        if self.workers <= 1:
+            for chunk, problems in self._chunks(files):
+                outcome = self.checker.check(chunk)
+                outcome.errors[:0] = problems
+                yield outcome, len(chunk) + len(problems)
+            return
+        context = multiprocessing.get_context("spawn")  # no fork: Polars and durable_rules hold threads
+        initargs = (self.engine.executor.name, self.as_of, self.period, self.by)
+        with ProcessPoolExecutor(self.workers, context, initializer=_start_worker, initargs=initargs) as pool:
+            pending: deque[tuple[Future[ChunkOutcome], list[ScanError], int]] = deque()
+            for chunk, problems in self._chunks(files):
+                pending.append((pool.submit(_check_in_worker, chunk), problems, len(chunk) + len(problems)))
+                while len(pending) > 2 * self.workers:
+                    yield self._finished(pending.popleft())
+            while pending:
+                yield self._finished(pending.popleft())
+
+    @staticmethod
+    def _finished(entry: tuple[Future[ChunkOutcome], list[ScanError], int]) -> tuple[ChunkOutcome, int]:
+        future, problems, size = entry
+        outcome = future.result()
+        outcome.errors[:0] = problems
+        return outcome, size
+
+    def _merge(self, outcome: ChunkOutcome, errors_file: Any) -> None:
+        for table in outcome.verdicts:
+            self._write("verdicts", table)
+        for table in outcome.results:
+            self._write("results", table)
+        for error in outcome.errors:
+            errors_file.write(orjson.dumps(error.__dict__) + b"\n")
+        # A record with several problems counts once: input = verdicts + errors counts records.
+        bad = len({(error.file, error.line) for error in outcome.errors})
+        totals = self.totals
+        totals.errors += bad
+        totals.verdicts += outcome.checked
+        totals.input += bad + outcome.checked
+        for name, count in outcome.verdict_counts.items():
+            totals.verdict_counts[name] += count
+        for rule_id, counts in outcome.rule_counts.items():
+            into = totals.rule_counts.setdefault(rule_id, {})
+            for name, count in counts.items():
+                into[name] = into.get(name, 0) + count
+        self.aggregates.merge(outcome.aggregates)
+
+    def _write(self, name: str, table: pa.Table) -> None:
         writer = self._writers.get(name)
         if writer is None:
             writer = self._writers[name] = pq.ParquetWriter(self.out / f"{name}.parquet", table.schema)

@@ -206,3 +206,26 @@ def test_scan_memory_is_bounded(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     peak_mib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     assert peak_mib < 1024, f"peak RSS {peak_mib:.0f} MiB"
+
+
+def test_worker_processes_give_the_same_outputs(
+    engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Chunks checked in two worker processes, merged in input order: identical to one process."""
+    import engine.scan as scan_module
+
+    monkeypatch.setattr(scan_module, "CHUNK", 700)
+    records = list(generate_cases(3000, seed=21))
+    records.insert(1500, records[10])  # a duplicate, found by the reading process across chunks
+    (tmp_path / "in.ndjson").write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in records) + b"{broken\n")
+    one = Scanner(engine, tmp_path / "one", AS_OF, by="district").scan(input_files([tmp_path / "in.ndjson"]))
+    two = Scanner(engine, tmp_path / "two", AS_OF, by="district", workers=2).scan(
+        input_files([tmp_path / "in.ndjson"])
+    )
+    assert one == two
+    assert one["errors"] == 2
+    for name in ("verdicts.parquet", "results.parquet"):
+        assert pl.read_parquet(tmp_path / "one" / name).equals(pl.read_parquet(tmp_path / "two" / name))
+    assert (tmp_path / "one" / "errors.jsonl").read_bytes() == (
+        tmp_path / "two" / "errors.jsonl"
+    ).read_bytes()
