@@ -53,6 +53,8 @@ class Pauses:
     end: np.ndarray  # datetime64[D], NaT while the pause is still running
     # The reason as its position in ``PauseReason``, so a rule's excluded reasons are one lookup.
     code: np.ndarray | None = None  # int64
+    # int64 (2, pauses): the day numbers behind ``start`` and ``end``, one block for the measures to read.
+    days: np.ndarray | None = None
 
 
 @dataclass
@@ -152,6 +154,7 @@ class Batch:
             bounds[0],
             bounds[1],
             table[1],
+            table[2:],
         )
         case_id = np.array([case.case_id for case in cases], object)
         return cls(kind, case_id, columns, fen, pauses, exemptions, days, layout.day_row)
@@ -228,15 +231,15 @@ _PAUSE_CODE = {reason: code for code, reason in enumerate(_PAUSE_REASONS)}
 _PAUSE_REASON_COLUMN = np.array(_PAUSE_REASONS, object).reshape(-1, 1)
 
 
-def _local_day(value: date | datetime) -> date:
-    return value.date() if isinstance(value, datetime) else value
-
-
 def _day_number(value: date | datetime | None) -> int:
-    """Days since 1970-01-01 of the local date (the int64 behind ``datetime64[D]``); NaT when absent."""
+    """Days since 1970-01-01 of the local date (the int64 behind ``datetime64[D]``); NaT when absent.
+
+    A datetime's ``toordinal`` is that of its own (local) date, so dates and timestamps need no
+    ``.date()`` first.
+    """
     if value is None:
         return _NAT_DAY
-    return _local_day(value).toordinal() - _EPOCH_ORDINAL
+    return value.toordinal() - _EPOCH_ORDINAL
 
 
 def _float(value: Any) -> float:
@@ -367,9 +370,11 @@ class _WorkingDayGroup:
     slots: tuple[int, ...]  # each rule's slot among the kind's distinct measures
     bounds: tuple[str, ...]  # start and end field of each rule, interleaved: (rule, start/end)
     limits: np.ndarray  # int64 (rules, 1)
-    excludes: np.ndarray  # bool (rules, pause reasons): the rule excludes pauses with this reason
     start_names: np.ndarray  # object (rules, 1): named as missing where the start is absent
-    rule_base: np.ndarray  # int64 (rules, 1): 0, 1, 2 … to number (rule, row) groups
+    # int64 (rules, pause reasons): the pause's tally for the rule, numbered to count (tally, row) groups.
+    # Tally r (the rule's index) sums the working days of the pauses the rule excludes; tally rules + r
+    # counts the pauses it does not.
+    tally: np.ndarray
 
     @classmethod
     def of(cls, rules: Sequence[Rule], slots: Sequence[int] | None = None) -> _WorkingDayGroup:
@@ -379,12 +384,14 @@ class _WorkingDayGroup:
             tuple(slots if slots is not None else range(len(rules))),
             tuple(name for m in measures for name in (m.start, m.end)),  # type: ignore[union-attr]
             np.array([[int(rule.require.limit)] for rule in rules], np.int64).reshape(-1, 1),
-            np.array(
-                [[reason in m.exclude_pauses for reason in _PAUSE_REASONS] for m in measures],  # type: ignore[union-attr]
-                bool,
-            ).reshape(-1, len(_PAUSE_REASONS)),
             np.array([m.start for m in measures], object).reshape(-1, 1),  # type: ignore[union-attr]
-            np.arange(len(rules), dtype=np.int64).reshape(-1, 1),
+            np.array(
+                [
+                    [r if reason in m.exclude_pauses else len(rules) + r for reason in _PAUSE_REASONS]  # type: ignore[union-attr]
+                    for r, m in enumerate(measures)
+                ],
+                np.int64,
+            ).reshape(-1, len(_PAUSE_REASONS)),
         )
 
 
@@ -461,6 +468,12 @@ def _calendar_constants(calendar: WorkdayIndex) -> tuple[np.datetime64, int, np.
     cum64 = calendar.cum.astype(np.int64)
     cum64.flags.writeable = False
     return first, int(first.astype(np.int64)), cum64
+
+
+@functools.lru_cache(maxsize=16)
+def _beyond_text(calendar: WorkdayIndex) -> str:
+    """Why a deadline is not given: worded once per calendar, not per batch."""
+    return f"deadline falls after {calendar.last.isoformat()}, beyond the working-day calendar"
 
 
 # Tests of whole masks use ``np.count_nonzero`` and reductions use the ufunc's ``reduce``: the
@@ -577,7 +590,10 @@ class _Measurer:
         # The pauses' bounds join the windows' so that one substitution and one range check serve both:
         # an open case, like an open pause, runs to as_of.
         pauses = self.batch.pauses
-        days = np.concatenate((bounds.reshape(-1), pauses.start.view(np.int64), pauses.end.view(np.int64)))
+        pause_days = pauses.days
+        if pause_days is None:
+            pause_days = np.array([pauses.start.view(np.int64), pauses.end.view(np.int64)])
+        days = np.concatenate((bounds, pause_days), axis=None)
         days[days == _NAT_DAY] = self.judged_day
         every = self.positions(days)
         positions = every[: 2 * k * n].reshape(k, 2, n)
@@ -594,7 +610,8 @@ class _Measurer:
         # the calendar are replaced by NaT. Day numbers, viewed as dates, spare datetime arithmetic.
         deadline = np.where(shown, position + self.first_day, _NAT_DAY).view("datetime64[D]")
         note = self.beyond_note(beyond)
-        value = np.where(valid, (elapsed - excluded).astype(np.float64), np.nan)
+        # int64 days and a NaN: ``where`` promotes to float64, exactly (the counts are small integers).
+        value = np.where(valid, elapsed - excluded, np.nan)
         missing = np.where(valid, None, group.start_names)
         return [
             RuleMeasure(
@@ -612,41 +629,42 @@ class _Measurer:
     def paused_working_days(
         self, group: _WorkingDayGroup, positions: np.ndarray, pause_positions: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Working days inside excludable pauses within each (rule, case) window, overlaps merged.
+        """Working days inside excludable pauses within each (rule, case) window, overlaps merged, and
+        the number of pauses in the window that the rule does not exclude.
 
         A pause covers working days d with date(start) < d ≤ date(end), like the case itself. Every pause
-        is clipped to every rule's window of its case at once, (rules, pauses) arrays; a (rule, case) pair
-        is one group, numbered ``rule * n + row``. Sorting the pauses by (group, start) and keeping a
-        running maximum of the ends seen so far within the group makes each pause add only the part no
-        earlier pause covered: the union's length without a loop. Pauses whose reason the rule does not
-        exclude are counted, to be reported as not excluded. A batch without pauses skips all of it.
+        is clipped to every rule's window of its case at once, (rules, pauses) arrays. Each clipped pause
+        falls in a group ``tally * n + row`` (see ``_WorkingDayGroup.tally``), so one weighted
+        ``bincount`` gives both answers: an excludable pause weighs its working days, another pause 1.
+        Sorting the pauses by (group, start) and keeping a running maximum of the ends seen so far within
+        the group makes each pause add only the part no earlier pause covered: the union's length
+        without a loop. A batch without pauses in any window skips all of it.
         ``pause_positions`` are the pauses' starts then ends; ``positions`` the windows', (rule, 2, row).
         """
         k, n = len(group.limits), self.batch.n
         pauses = self.batch.pauses
         rows = pauses.row
         p = len(rows)
+        zeros = np.zeros((k, n), np.int64)
         if not p:
-            zeros = np.zeros((k, n), np.int64)
             return zeros, zeros
         # A window without a start sits at position 0 at both ends, so no pause survives its clipping.
-        lo = np.maximum(pause_positions[:p], positions[:, 0][:, rows])
-        hi = np.minimum(pause_positions[p:], positions[:, 1][:, rows])
+        windows = positions[:, :, rows]
+        lo = np.maximum(pause_positions[:p], windows[:, 0])
+        hi = np.minimum(pause_positions[p:], windows[:, 1])
         keep = hi > lo
+        if not np.count_nonzero(keep):
+            return zeros, zeros
         codes = pauses.code if pauses.code is not None else (pauses.reason == _PAUSE_REASON_COLUMN).argmax(0)
-        excludable = group.excludes[:, codes] & keep
-        groups = group.rule_base * n + rows
-        # bincount counts in intp, int64 here: ``copy=False`` makes the cast free.
-        not_excluded = np.bincount(groups[keep & ~excludable], minlength=k * n).reshape(k, n)
-        not_excluded = not_excluded.astype(np.int64, copy=False)
-        if not np.count_nonzero(excludable):
-            return np.zeros((k, n), np.int64), not_excluded
-        groups, lo, hi = groups[excludable], lo[excludable], hi[excludable]
+        groups = group.tally[:, codes] * n + rows
+        groups, lo, hi = groups[keep], lo[keep], hi[keep]
+        excludable = groups < k * n
         begin = lo
-        if len(groups) > 1:
-            # Overlaps can only exist between two pauses; a lone pause is its own union.
+        if np.count_nonzero(excludable) > 1:
+            # Overlaps can only exist between two excluded pauses; a lone one is its own union. (The
+            # pauses that are only counted may be merged too: their weight does not depend on it.)
             order = np.lexsort((lo, groups))
-            groups, lo, hi = groups[order], lo[order], hi[order]
+            groups, lo, hi, excludable = groups[order], lo[order], hi[order], excludable[order]
             span = len(self.cum) + 1
             running = np.maximum.accumulate(groups * span + hi)
             previous_end = np.full(len(groups), -1, np.int64)
@@ -654,13 +672,12 @@ class _Measurer:
             previous_end[same_group] = (running[:-1] - groups[1:] * span)[same_group[1:]]
             begin = np.minimum(np.maximum(lo, previous_end), hi)
         cum = self.cum
-        contribution = cum[hi] - cum[begin]
-        excluded = np.bincount(groups, weights=contribution, minlength=k * n).astype(np.int64)
-        return excluded.reshape(k, n), not_excluded
+        weight = np.where(excludable, cum[hi] - cum[begin], 1)
+        tallies = np.bincount(groups, weights=weight, minlength=2 * k * n).astype(np.int64).reshape(2, k, n)
+        return tallies[0], tallies[1]
 
     def beyond_note(self, beyond: np.ndarray) -> np.ndarray:
-        note = f"deadline falls after {self.calendar.last.isoformat()}, beyond the working-day calendar"
-        return _named_where(beyond, note)
+        return _named_where(beyond, _beyond_text(self.calendar))
 
     def calendar_days(self, measure: CalendarDaysMeasure | MonthsMeasure, limit: int) -> RuleMeasure:
         starts = tuple(measure.start) if isinstance(measure.start, list) else (measure.start,)

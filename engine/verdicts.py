@@ -8,6 +8,7 @@ up into the case verdict (fail > warn > pending > pass).
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from datetime import date
 from typing import Any, Literal
 
@@ -131,6 +132,39 @@ def _day(value: np.datetime64 | None) -> date | None:
     return value.astype("datetime64[D]").item()
 
 
+def _listed(column: np.ndarray | None) -> list[Any] | None:
+    return None if column is None else column.tolist()
+
+
+@dataclass
+class _MeasureRows:
+    """A measure's arrays as Python lists, for wording.
+
+    One ``tolist`` per array turns every row into Python values in C (dates for ``datetime64[D]``, None
+    for NaT), where reading row by row would box a NumPy scalar and convert it for each rule and row.
+    """
+
+    value: list[Any]
+    allowance: list[Any] | None
+    deadline: list[date | None] | None
+    excluded: list[int] | None
+    not_excluded: list[int] | None
+    deadline_note: list[str | None] | None
+    extended: list[bool] | None
+
+    @classmethod
+    def of(cls, measure: RuleMeasure) -> _MeasureRows:
+        return cls(
+            measure.value.tolist(),
+            _listed(measure.allowance),
+            _listed(measure.deadline),
+            _listed(measure.excluded),
+            _listed(measure.not_excluded),
+            _listed(measure.deadline_note),
+            _listed(measure.extended),
+        )
+
+
 def _quantity(value: Any, unit: str | None, lang: Lang) -> str:
     if unit == "ratio" and isinstance(value, int | float):
         return f"{value * 100:g}%"
@@ -156,18 +190,20 @@ class VerdictBuilder:
         self.ruleset = ruleset
         self.calendar = calendar
         # What does not depend on the case is worded once: the clause reference of each rule, and the
-        # reasons of the condition outcomes (``na:absent:K``, ``na:cond:K``), filled in on first use.
+        # whole result of a condition outcome (``na:absent:K``, ``na:cond:K``), filled in on first use.
         self._sources = {rule_plan.rule.id: rule_plan.rule.source.reference for rule_plan in plan.rules}
-        self._condition_reasons: dict[tuple[str, str, str], str] = {}
+        self._condition_results: dict[tuple[str, str, str], dict[str, Any]] = {}
         self._wording: dict[tuple[str, str], tuple[str, str, str]] = {}
 
     def build(self, measured: Measured, outcomes: list[list[str]], lang: Lang = "zh") -> list[dict[str, Any]]:
         """One verdict dict per row (the JSON shape of ``Verdict``)."""
         verdicts = []
         batch = measured.batch
+        # Filled on first use: only a rule with a measured outcome (pass, pending, fail) reads its values.
+        listed: dict[int, _MeasureRows] = {}
         for row in range(batch.n):
             results = [
-                self._result(rule_plan.rule, code, measure, measured, row, lang)
+                self._result(rule_plan.rule, code, measure, measured, row, lang, listed)
                 for rule_plan, code, measure in zip(
                     self.plan.rules, outcomes[row], measured.measures, strict=True
                 )
@@ -186,8 +222,18 @@ class VerdictBuilder:
         return verdicts
 
     def _result(
-        self, rule: Rule, code: str, measure: RuleMeasure, measured: Measured, row: int, lang: Lang
+        self,
+        rule: Rule,
+        code: str,
+        measure: RuleMeasure,
+        measured: Measured,
+        row: int,
+        lang: Lang,
+        listed: dict[int, _MeasureRows],
     ) -> dict[str, Any]:
+        constant = self._condition_results.get((rule.id, code, lang))
+        if constant is not None:
+            return constant.copy()  # a copy: the caller owns (and may change) the verdicts it gets
         text = _TEXT[lang]
         result: dict[str, Any] = {"rule": rule.id, "severity": rule.severity, "unit": rule.unit}
         kind, _, detail = code.partition(":")
@@ -195,9 +241,16 @@ class VerdictBuilder:
             result["status"] = _REASONED_STATUS.get(kind, "fail")
             result["reason"] = self._reason(rule, code, detail, measure, measured, row, lang)
             result["message"] = result["reason"]
+            if kind == "na" and detail not in ("effective", "input"):
+                result["source"] = self._sources[rule.id]
+                self._condition_results[(rule.id, code, lang)] = result.copy()
+                return result
         else:
             result["status"] = code
-            self._measured_result(result, rule, code, measure, row, lang, text)
+            rows = listed.get(id(measure))
+            if rows is None:
+                rows = listed[id(measure)] = _MeasureRows.of(measure)
+            self._measured_result(result, rule, code, rows, row, lang, text)
         result["source"] = self._sources[rule.id]
         return result
 
@@ -211,6 +264,8 @@ class VerdictBuilder:
         row: int,
         lang: Lang,
     ) -> str:
+        """Why a reasoned outcome holds. The condition reasons (``na:absent:K``, ``na:cond:K``) depend on
+        the rule alone, so ``_result`` keeps their whole result and words them once per language."""
         text = _TEXT[lang]
         if code == "na:effective":
             anchor = _day(measured.anchor[row])
@@ -222,26 +277,20 @@ class VerdictBuilder:
         if code in ("na:input", "fail:input"):
             key = "fail_input" if code == "fail:input" else "input"
             return text[key].format(field=measure.missing[row])
-        cached = self._condition_reasons.get((rule.id, code, lang))
-        if cached is not None:
-            return cached
         reason, k = detail.split(":")
         conjunct = _conjunct(rule, int(k))
         if reason == "absent":
             assert isinstance(conjunct, Leaf)
-            worded = text["absent"].format(field=conjunct.field, label=_label(conjunct, lang))
-        else:
-            key = "cond_not" if isinstance(conjunct, NotOf) else "cond"
-            worded = text[key].format(label=_label(conjunct, lang))
-        self._condition_reasons[(rule.id, code, lang)] = worded
-        return worded
+            return text["absent"].format(field=conjunct.field, label=_label(conjunct, lang))
+        key = "cond_not" if isinstance(conjunct, NotOf) else "cond"
+        return text[key].format(label=_label(conjunct, lang))
 
     def _measured_result(
         self,
         result: dict[str, Any],
         rule: Rule,
         code: str,
-        measure: RuleMeasure,
+        measure: _MeasureRows,
         row: int,
         lang: Lang,
         text: dict[str, str],
@@ -255,7 +304,7 @@ class VerdictBuilder:
             if months and measure.allowance is not None
             else rule.require.limit
         )
-        deadline = _day(measure.deadline[row]) if measure.deadline is not None else None
+        deadline = measure.deadline[row] if measure.deadline is not None else None
         result.update(value=value, limit=limit, deadline=deadline)
         unit = rule.unit
         wording = self._wording.get((rule.id, lang))
@@ -282,11 +331,11 @@ class VerdictBuilder:
             fields["remaining"] = _quantity(remaining, unit, lang)
         message = text[code].format(**fields)
         if measure.excluded is not None:
-            result["excluded"] = int(measure.excluded[row])
+            result["excluded"] = measure.excluded[row]
             if result["excluded"]:
                 message += text["excluded"].format(excluded=result["excluded"])
             if measure.not_excluded is not None and measure.not_excluded[row]:
-                message += text["not_excluded"].format(count=int(measure.not_excluded[row]))
+                message += text["not_excluded"].format(count=measure.not_excluded[row])
         if measure.extended is not None and measure.extended[row] and code != "pending":
             message += text["extended"].format(deadline=deadline)
         if measure.deadline_note is not None and measure.deadline_note[row] is not None:
@@ -300,12 +349,17 @@ def _conjunct(rule: Rule, k: int) -> Condition:
 
 
 def case_verdict(results: list[dict[str, Any]]) -> str:
-    """fail if a mandatory rule fails; warn if an advisory one does; pending if any is pending; else pass."""
-    statuses = {(r["status"], r["severity"]) for r in results}
-    if ("fail", "mandatory") in statuses:
-        return "fail"
-    if ("fail", "advisory") in statuses:
-        return "warn"
-    if any(status == "pending" for status, _ in statuses):
-        return "pending"
-    return "pass"
+    """fail if a mandatory rule fails; warn if an advisory one does; pending if any is pending; else pass.
+
+    One pass that stops at the first mandatory failure: it runs for every case checked.
+    """
+    warn = pending = False
+    for result in results:
+        status = result["status"]
+        if status == "fail":
+            if result["severity"] == "mandatory":
+                return "fail"
+            warn = True
+        elif status == "pending":
+            pending = True
+    return "warn" if warn else "pending" if pending else "pass"

@@ -22,7 +22,7 @@ import durable_rules_engine
 import numpy as np
 import orjson
 
-from engine.executors.facts import fact_blocks
+from engine.executors.facts import fact_sources, fact_values
 from engine.executors.plan import And, Cmp, Has, KindPlan, Lacks, Or, Predicate, Ref
 from engine.measures import Measured
 
@@ -36,10 +36,8 @@ def _key(key: str) -> str:
     return "f_" + key.replace(".", "__")
 
 
-@functools.lru_cache(maxsize=1024)
-def _keys(keys: tuple[str, ...]) -> tuple[str, ...]:
-    """``_key`` of every key of a fact layout; a kind has a handful of layouts, so one lookup each."""
-    return tuple(_key(key) for key in keys)
+# The Python types a fact value may have as it is; NumPy scalars (from object columns) go through ``_plain``.
+_NATIVE = frozenset((int, str, bool))
 
 
 def _action_name(message: str, names: dict[str, Any]) -> str:
@@ -139,23 +137,30 @@ class DurableExecutor:
         """The outcome code of every rule for every row, in the plan's rule order."""
         if not plan.rules:
             return [[] for _ in range(measured.batch.n)]
-        blocks = fact_blocks(plan, measured)
-        # One ``tolist`` for all numbers turns every value into a Python float in C, instead of boxing a
-        # NumPy scalar per key and row.
-        number_keys = _keys(tuple(blocks.number_keys))
-        object_keys = _keys(tuple(blocks.object_keys))
-        objects = [column.tolist() for column in blocks.objects]
+        # Each column turned into Python values by one ``tolist`` (in C), instead of boxing a NumPy scalar
+        # per key and row; a flag no row carries is left out altogether.
+        columns = [
+            (_key(key), fact_values(column))
+            for key, column in fact_sources(plan, measured)
+            if column is not None
+        ]
         outcomes = []
-        for row, numbers in enumerate(blocks.numbers.T.tolist()):
+        for row in range(measured.batch.n):
             fact = {}
-            for key, value in zip(number_keys, numbers, strict=True):
-                # NaN is absent (NaN != NaN); the common magnitudes go in as they are.
-                if value == 0 or 1e-4 <= abs(value) < 1e16:
+            for key, values in columns:
+                value = values[row]
+                # Day numbers, text and booleans go in as they are, and so do floats of the common
+                # magnitudes; anything else is rewritten by ``_plain`` (which may find it absent).
+                if type(value) is float:
+                    if value == 0 or 1e-4 <= abs(value) < 1e16:
+                        fact[key] = value
+                        continue
+                elif value is None:
+                    continue
+                elif type(value) in _NATIVE:
                     fact[key] = value
-                elif value == value:
-                    fact[key] = _plain(value)
-            for key, column in zip(object_keys, objects, strict=True):
-                value = _plain(column[row])
+                    continue
+                value = _plain(value)
                 if value is not None:
                     fact[key] = value
             outcomes.append(self._outcomes(plan, self._fired(plan.kind, fact)))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -14,14 +15,53 @@ from engine.measures import Measured
 _NAT_DAY = int(np.datetime64("NaT", "D").view(np.int64))
 
 
+def fact_sources(plan: KindPlan, measured: Measured) -> list[tuple[str, np.ndarray | None]]:
+    """Every key the plan's predicates read, with its column as the batch and the measures hold it.
+
+    Dates are ``datetime64[D]`` (NaT absent), numbers float64 (NaN absent), text and booleans object
+    arrays (None absent); the open and exemption flags are bool masks (True: the key is present). A
+    rule's exemption flag is None when no row carries an exemption for it, so that no backend pays to
+    build or read a column of False.
+    """
+    batch = measured.batch
+    sources: list[tuple[str, np.ndarray | None]] = [("anchor", measured.anchor)]
+    sources += [(name, batch.columns[name]) for name in plan.case_fields]
+    for rule_plan, (value_key, allowance_key, open_key, exempt_key), measure in zip(
+        plan.rules, plan.measure_keys, measured.measures, strict=True
+    ):
+        sources.append((value_key, measure.value))
+        if measure.allowance is not None:
+            sources.append((allowance_key, measure.allowance))
+        reasons = batch.exemptions.get(rule_plan.rule.id)
+        sources += (
+            (open_key, measure.open),
+            (exempt_key, None if reasons is None else np.not_equal(reasons, None)),
+        )
+    return sources
+
+
+def fact_values(column: np.ndarray) -> list[Any]:
+    """A fact column as Python values (one ``tolist``), None where absent; dates as day numbers.
+
+    The path of the durable executor, which asserts one row at a time as a dict.
+    """
+    kind = column.dtype.kind
+    if kind == "M":
+        return [None if day == _NAT_DAY else day for day in column.view(np.int64).tolist()]
+    if kind == "f":
+        return [None if value != value else value for value in column.tolist()]  # NaN != NaN
+    if kind == "b":
+        return [True if flag else None for flag in column.tolist()]
+    return column.tolist()
+
+
 @dataclass
 class FactBlocks:
     """A batch's facts grouped so that each group is converted by one NumPy call, whatever its size.
 
     ``numbers`` is float64 (keys, rows), NaN where absent: dates as day numbers, numbers, and the
     presence flags (1.0 present, NaN absent). ``objects`` are the text and boolean columns, None where
-    absent. The durable executor reads the blocks directly (one ``tolist`` for all numbers); everything
-    else reads :func:`fact_columns`.
+    absent.
     """
 
     number_keys: list[str]
@@ -37,47 +77,30 @@ def fact_blocks(plan: KindPlan, measured: Measured) -> FactBlocks:
     block in that order; then NaT day numbers and false flags become NaN, each by one masked assignment
     on its own rows.
     """
-    batch = measured.batch
-    n = batch.n
-    day_keys, days = ["anchor"], [measured.anchor.view(np.int64)]
+    n = measured.batch.n
+    day_keys: list[str] = []
+    days: list[np.ndarray] = []
     number_keys: list[str] = []
     numbers: list[np.ndarray] = []
-    object_keys: list[str] = []
-    objects: list[np.ndarray] = []
-
-    def put(key: str, column: np.ndarray) -> None:
-        kind = column.dtype.kind
-        if kind == "M":
-            day_keys.append(key)
-            days.append(column.view(np.int64))
-        elif kind == "f":
-            number_keys.append(key)
-            numbers.append(column)
-        else:
-            object_keys.append(key)
-            objects.append(column)
-
-    for name in plan.case_fields:
-        put(name, batch.columns[name])
     flag_keys: list[str] = []
     flags: list[np.ndarray] = []
-    never: np.ndarray | None = None
-    for rule_plan, (value_key, allowance_key, open_key, exempt_key), measure in zip(
-        plan.rules, plan.measure_keys, measured.measures, strict=True
-    ):
-        put(value_key, measure.value)
-        if measure.allowance is not None:
-            put(allowance_key, measure.allowance)
-        # Flags are tested for presence: 1.0 where the mask holds, NaN elsewhere.
-        reasons = batch.exemptions.get(rule_plan.rule.id)
-        if reasons is not None:
-            exempt = np.not_equal(reasons, None)
+    object_keys: list[str] = []
+    objects: list[np.ndarray] = []
+    never = np.zeros(n, bool)
+    for key, column in fact_sources(plan, measured):
+        kind = "b" if column is None else column.dtype.kind
+        if kind == "M":
+            day_keys.append(key)
+            days.append(column.view(np.int64))  # type: ignore[union-attr]
+        elif kind == "f":
+            number_keys.append(key)
+            numbers.append(column)  # type: ignore[arg-type]
+        elif kind == "b":
+            flag_keys.append(key)
+            flags.append(never if column is None else column)
         else:
-            if never is None:
-                never = np.zeros(n, bool)
-            exempt = never
-        flag_keys += (open_key, exempt_key)
-        flags += (measure.open, exempt)
+            object_keys.append(key)
+            objects.append(column)  # type: ignore[arg-type]
     block = np.array([*days, *numbers, *flags], np.float64).reshape(len(days) + len(numbers) + len(flags), n)
     day_rows = block[: len(days)]
     day_rows[day_rows == _NAT_DAY] = np.nan

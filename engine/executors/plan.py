@@ -21,6 +21,7 @@ from engine.rules import (
     AllOf,
     CalendarDaysMeasure,
     Condition,
+    FieldMeasure,
     Leaf,
     MonthsMeasure,
     NotOf,
@@ -160,7 +161,9 @@ def plan_rule(index: int, rule: Rule) -> RulePlan:
         prefix.append(Lacks(exemption))
     measure = rule.measure
     missing_fails = isinstance(measure, CalendarDaysMeasure) and measure.missing_start == "fail"
-    outcomes.append(Outcome("fail:input" if missing_fails else "na:input", And((*prefix, Lacks(value)))))
+    # A field measure with a default is never missing: its input outcome could not hold.
+    if not (isinstance(measure, FieldMeasure) and measure.default is not None):
+        outcomes.append(Outcome("fail:input" if missing_fails else "na:input", And((*prefix, Lacks(value)))))
     op, limit = rule.require.op, rule.require.limit
     bound: Scalar | Ref = limit
     if isinstance(measure, MonthsMeasure) or (
@@ -179,7 +182,26 @@ def plan_rule(index: int, rule: Rule) -> RulePlan:
     else:
         outcomes.append(Outcome("pass", And((*prefix, Has(value), within))))
     outcomes.append(Outcome("fail", And((*prefix, Has(value), beyond))))
-    return RulePlan(index, rule, conjuncts, tuple(outcomes))
+    return RulePlan(index, rule, conjuncts, tuple(o for o in outcomes if _possible(o.predicate)))
+
+
+def _possible(predicate: Predicate) -> bool:
+    """False for a conjunction that needs a key both absent and present, so can never hold.
+
+    Such outcomes arise when two conjuncts test one field (``external_works_m > 0`` then ``≤ 150``:
+    the second can not find it absent). Dropping them changes no verdict, and each outcome costs the
+    durable executor one more rule to match against every fact. A comparison holds only on a present
+    value, except ``ne``, which is always paired with ``Has`` when presence matters.
+    """
+    if not isinstance(predicate, And):
+        return True
+    absent = {part.key for part in predicate.parts if isinstance(part, Lacks)}
+    present = {
+        part.key
+        for part in predicate.parts
+        if isinstance(part, Has) or (isinstance(part, Cmp) and part.op != "ne")
+    }
+    return absent.isdisjoint(present)
 
 
 @dataclass(frozen=True)
