@@ -156,22 +156,16 @@ def _rule_rows(summary: dict[str, Any], pack: RulePack | None) -> list[RuleRow]:
     return rows
 
 
-def _scan(out_dir: Path) -> tuple[pl.LazyFrame, pl.LazyFrame]:
-    results = pl.scan_parquet(out_dir / "results.parquet")
-    verdicts = pl.scan_parquet(out_dir / "verdicts.parquet").select(
-        "case_id", pl.col("district").fill_null(NO_GROUP), "anchor_date"
-    )
-    return results, verdicts
+def _scan(out_dir: Path) -> pl.LazyFrame:
+    """The results, each row carrying its case's district and anchor date: no join with the verdicts,
+    which for a scan of millions would hold every case_id in memory at once."""
+    return pl.scan_parquet(out_dir / "results.parquet").with_columns(pl.col("district").fill_null(NO_GROUP))
 
 
-def _monthly_and_heat(
-    results: pl.LazyFrame, verdicts: pl.LazyFrame
-) -> tuple[list[tuple[str, int, int]], dict[tuple[str, str], int]]:
+def _monthly_and_heat(results: pl.LazyFrame) -> tuple[list[tuple[str, int, int]], dict[tuple[str, str], int]]:
     """Pass/fail per anchor month and failures per district × rule, in one lazy pass over the results."""
-    judged = (
-        results.filter(pl.col("status").is_in(["pass", "fail"]))
-        .select("case_id", "rule", "status")
-        .join(verdicts, on="case_id", how="left")
+    judged = results.filter(pl.col("status").is_in(["pass", "fail"])).select(
+        "rule", "status", "district", "anchor_date"
     )
     monthly_q = (
         judged.filter(pl.col("anchor_date").is_not_null())
@@ -183,7 +177,7 @@ def _monthly_and_heat(
         .sort("month")
     )
     heat_q = judged.filter(pl.col("status") == "fail").group_by("district", "rule").len()
-    monthly, heat = pl.collect_all([monthly_q, heat_q])
+    monthly, heat = pl.collect_all([monthly_q, heat_q], engine="streaming")
     return (
         [(m, int(p), int(f)) for m, p, f in monthly.iter_rows()],
         {(d, r): int(n) for d, r, n in heat.iter_rows()},
@@ -280,7 +274,7 @@ def _histograms(results: pl.LazyFrame, pack: RulePack | None) -> list[Histogram]
     return out
 
 
-def _drill(results: pl.LazyFrame, verdicts: pl.LazyFrame) -> dict[str, dict[str, Any]]:
+def _drill(results: pl.LazyFrame) -> dict[str, dict[str, Any]]:
     """The failing cases of every rule, worst (largest value) first, at most ``DRILL_ROWS`` each."""
     fails = results.filter(pl.col("status") == "fail")
     totals = dict(fails.group_by("rule").len().collect().iter_rows())
@@ -288,7 +282,6 @@ def _drill(results: pl.LazyFrame, verdicts: pl.LazyFrame) -> dict[str, dict[str,
         failing_order(fails)
         .group_by("rule", maintain_order=True)
         .head(DRILL_ROWS)
-        .join(verdicts.select("case_id", "district"), on="case_id", how="left", maintain_order="left")
         .select(
             "rule",
             "case_id",
@@ -334,8 +327,8 @@ def load_report_data(out_dir: Path) -> ReportData:
     """Reads and aggregates the scan outputs in ``out_dir``: everything the page needs, already small."""
     summary = orjson.loads((out_dir / "summary.json").read_bytes())
     pack = _load_pack(summary)
-    results, verdicts = _scan(out_dir)
-    monthly, heat = _monthly_and_heat(results, verdicts)
+    results = _scan(out_dir)
+    monthly, heat = _monthly_and_heat(results)
     titles = {rule.id: rule.title.zh for rule in pack.by_id.values()} if pack else {}
     return ReportData(
         summary=summary,
@@ -343,7 +336,7 @@ def load_report_data(out_dir: Path) -> ReportData:
         monthly=monthly,
         heat=heat,
         histograms=_histograms(results, pack),
-        drill=_drill(results, verdicts),
+        drill=_drill(results),
         errors=_errors(out_dir),
         pack=pack,
         titles=titles,

@@ -50,6 +50,9 @@ VERDICTS_SCHEMA = {
 }
 RESULTS_SCHEMA = {
     "case_id": pl.String,
+    # The case's grouping keys travel with each result, so reports never join results to verdicts.
+    "district": pl.String,
+    "anchor_date": pl.Date,
     "rule": pl.String,
     "status": pl.String,
     "outcome": pl.String,
@@ -328,6 +331,7 @@ class ChunkChecker:
         outcome: ChunkOutcome,
     ) -> pl.DataFrame:
         frames = []
+        district = batch.columns["district"].tolist()
         for position, (rule_plan, measure) in enumerate(
             zip(self.engine.plans[kind].rules, measured.measures, strict=True)
         ):
@@ -339,6 +343,8 @@ class ChunkChecker:
                 pl.DataFrame(
                     {
                         "case_id": batch.case_id.tolist(),
+                        "district": district,
+                        "anchor_date": measured.anchor,
                         "rule": [rule.id] * batch.n,
                         "status": statuses[:, position].tolist(),
                         "outcome": outcomes[:, position].tolist(),
@@ -381,6 +387,68 @@ def _check_in_worker(chunk: list[Located]) -> ChunkOutcome:
     return _WORKER.check(chunk)
 
 
+class SeenCaseIds:
+    """The case_ids met so far in a scan, as 128-bit hashes in sorted runs: 24 bytes an id.
+
+    A dict of ten million ids and their locations costs ~1.7 GB, which alone would break the memory
+    bound of a large scan. Here each chunk's new ids become one sorted run, and runs of similar size are
+    merged like a binary counter, so a lookup searches at most log2(chunks) runs and merging costs
+    O(n log n) overall. Two different ids would have to agree on 128 bits of hash to be mistaken for one
+    another.
+    """
+
+    def __init__(self) -> None:
+        self.files: list[str] = []
+        self.runs: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []  # h1 (sorted), h2, where
+
+    def _where(self, file: str, line: int) -> int:
+        if not self.files or self.files[-1] != file:
+            self.files.append(file)
+        return (len(self.files) - 1) << 40 | line
+
+    def first_seen(self, ids: list[Any], places: list[tuple[str, int]]) -> list[tuple[str, int] | None]:
+        """For each id, where it was first met if before (None if new); the new ones are remembered.
+
+        Ids that are not strings are left to validation, which reports them.
+        """
+        result: list[tuple[str, int] | None] = [None] * len(ids)
+        positions = [i for i, case_id in enumerate(ids) if isinstance(case_id, str)]
+        if not positions:
+            return result
+        h1 = np.array([hash(ids[i]) for i in positions], np.int64).view(np.uint64)
+        h2 = np.array([hash(ids[i] + "\x1f") for i in positions], np.int64).view(np.uint64)
+        where = np.array([self._where(*places[i]) for i in positions], np.int64)
+        found = np.full(len(positions), -1, np.int64)
+        for run_h1, run_h2, run_where in self.runs:
+            index = np.minimum(np.searchsorted(run_h1, h1), len(run_h1) - 1)
+            hit = (run_h1[index] == h1) & (run_h2[index] == h2) & (found < 0)
+            found[hit] = run_where[index[hit]]
+        # Repeats inside the chunk: every later occurrence points at the earliest (lexsort is stable).
+        order = np.lexsort((h2, h1))
+        same = (h1[order][1:] == h1[order][:-1]) & (h2[order][1:] == h2[order][:-1])
+        group_start = np.maximum.accumulate(np.where(np.r_[False, same], 0, np.arange(len(order))))
+        earliest = order[group_start]
+        repeat = (earliest != order) & (found[order] < 0)
+        found[order[repeat]] = where[earliest[repeat]]
+        new = found < 0
+        self._add(h1[new], h2[new], where[new])
+        for position, at in zip(positions, found.tolist(), strict=True):
+            if at >= 0:
+                result[position] = (self.files[at >> 40], at & ((1 << 40) - 1))
+        return result
+
+    def _add(self, h1: np.ndarray, h2: np.ndarray, where: np.ndarray) -> None:
+        if not len(h1):  # a chunk of nothing but repeats adds no run (an empty run cannot be searched)
+            return
+        order = np.argsort(h1, kind="stable")
+        self.runs.append((h1[order], h2[order], where[order]))
+        while len(self.runs) > 1 and len(self.runs[-2][0]) <= 2 * len(self.runs[-1][0]):
+            (a1, a2, aw), (b1, b2, bw) = self.runs.pop(-2), self.runs.pop()
+            h1, h2, where = np.concatenate((a1, b1)), np.concatenate((a2, b2)), np.concatenate((aw, bw))
+            order = np.argsort(h1, kind="stable")
+            self.runs.append((h1[order], h2[order], where[order]))
+
+
 class Scanner:
     """One scan: reads, checks and writes chunk by chunk, and keeps the running totals and aggregates.
 
@@ -406,7 +474,7 @@ class Scanner:
         self.workers = workers
         self.totals = ScanTotals()
         self.errors: list[ScanError] = []
-        self.seen: dict[str, tuple[str, int]] = {}
+        self.seen = SeenCaseIds()
         self.aggregates = AggregateAccumulator(engine.pack, engine.calendar, self.as_of, period, by)
         self.checker = ChunkChecker(engine, self.as_of, period, by)
         out.mkdir(parents=True, exist_ok=True)
@@ -433,19 +501,18 @@ class Scanner:
         """Chunks without their repeated case_ids; each with the reading problems met on the way."""
         for path in files:
             for chunk in read_records(path, self.errors):
+                ids = [
+                    record.get("case_id") if isinstance(record := located.record, dict) else None
+                    for located in chunk
+                ]
+                firsts = self.seen.first_seen(ids, [(located.file, located.line) for located in chunk])
                 kept = []
-                for located in chunk:
-                    case_id = located.record.get("case_id") if isinstance(located.record, dict) else None
-                    if isinstance(case_id, str):
-                        first = self.seen.get(case_id)
-                        if first is not None:
-                            message = f"duplicate case_id, first at {first[0]}:{first[1]}"
-                            self.errors.append(
-                                ScanError(located.file, located.line, case_id, "case_id", message)
-                            )
-                            continue
-                        self.seen[case_id] = (located.file, located.line)
-                    kept.append(located)
+                for located, case_id, first in zip(chunk, ids, firsts, strict=True):
+                    if first is None:
+                        kept.append(located)
+                        continue
+                    message = f"duplicate case_id, first at {first[0]}:{first[1]}"
+                    self.errors.append(ScanError(located.file, located.line, case_id, "case_id", message))
                 problems = self.errors[:]
                 self.errors.clear()  # read_records keeps appending to this very list
                 yield kept, problems

@@ -11,11 +11,13 @@ from pathlib import Path
 import orjson
 import polars as pl
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from engine import Engine
 from engine.cases import validate_case
 from engine.generate import generate_cases, write_cases
-from engine.scan import Scanner, input_files
+from engine.scan import Scanner, SeenCaseIds, input_files
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT / "cases" / "samples"
@@ -229,3 +231,31 @@ def test_worker_processes_give_the_same_outputs(
     assert (tmp_path / "one" / "errors.jsonl").read_bytes() == (
         tmp_path / "two" / "errors.jsonl"
     ).read_bytes()
+
+
+@given(
+    chunks=st.lists(
+        st.lists(
+            st.one_of(st.sampled_from(["A", "B", "C", "W-1", "W-2"]), st.text(max_size=6), st.none()),
+            max_size=30,
+        ),
+        max_size=12,
+    )
+)
+def test_seen_case_ids_match_a_dict(chunks: list[list[str | None]]) -> None:
+    """The hashed runs give the same first-seen answers as a plain dict of every id."""
+    seen, reference = SeenCaseIds(), {}
+    line = 0
+    for chunk in chunks:
+        places = [("f.ndjson", line + i + 1) for i in range(len(chunk))]
+        line += len(chunk)
+        expected = []
+        for case_id, place in zip(chunk, places, strict=True):
+            if not isinstance(case_id, str):
+                expected.append(None)
+            elif case_id in reference:
+                expected.append(reference[case_id])
+            else:
+                reference[case_id] = place
+                expected.append(None)
+        assert seen.first_seen(chunk, places) == expected
