@@ -61,6 +61,20 @@ class CheckRecord:
     caller: str | None
     checked_at: datetime
 
+    def row(self, checked_at: Any) -> tuple[Any, ...]:
+        """The record as an INSERT row, in column order; each backend passes the time as it stores it."""
+        return (
+            self.case_id,
+            self.case_sha256,
+            self.verdict,
+            orjson.dumps(self.statuses).decode(),
+            self.as_of,
+            self.ruleset,
+            self.calendar,
+            self.caller,
+            checked_at,
+        )
+
     @classmethod
     def from_verdict(
         cls, verdict: dict[str, Any], case_sha256: str, caller: str | None, now: datetime | None = None
@@ -168,20 +182,8 @@ class SqliteStore(Store):
     def record(self, records: Sequence[CheckRecord]) -> None:
         if not records:
             return
-        rows = [
-            (
-                r.case_id,
-                r.case_sha256,
-                r.verdict,
-                orjson.dumps(r.statuses).decode(),
-                r.as_of,
-                r.ruleset,
-                r.calendar,
-                r.caller,
-                r.checked_at.isoformat(),
-            )
-            for r in records
-        ]
+        # SQLite has no timestamp type: the time is stored as ISO text.
+        rows = [r.row(r.checked_at.isoformat()) for r in records]
         with self._lock:
             # BEGIN IMMEDIATE takes the write lock up front, so a busy database waits here (busy_timeout)
             # instead of failing at COMMIT after the work is done.
@@ -248,20 +250,7 @@ class PostgresStore(Store):
     def record(self, records: Sequence[CheckRecord]) -> None:
         if not records:
             return
-        rows = [
-            (
-                r.case_id,
-                r.case_sha256,
-                r.verdict,
-                orjson.dumps(r.statuses).decode(),
-                r.as_of,
-                r.ruleset,
-                r.calendar,
-                r.caller,
-                r.checked_at,
-            )
-            for r in records
-        ]
+        rows = [r.row(r.checked_at) for r in records]
         with self._lock, self._db.transaction(), self._db.cursor() as cur:
             cur.executemany(
                 f"INSERT INTO checks ({_COLUMNS}) VALUES (%s, %s, %s, %s::jsonb, %s, %s, %s, %s, %s)", rows
