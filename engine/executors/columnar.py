@@ -48,9 +48,11 @@ def compile_plan(plan: KindPlan) -> list[pl.Expr]:
     expressions = []
     for rule_plan in plan.rules:
         chain: Any = pl
-        for outcome in rule_plan.outcomes:
-            chain = chain.when(compile_predicate(outcome.predicate)).then(pl.lit(outcome.code))
-        expressions.append(chain.otherwise(pl.lit(None, pl.String)).alias(str(rule_plan.index)))
+        # The outcome's position, not its code: a small integer per row is far cheaper to produce than a
+        # string, and the codes are looked up once per column afterwards.
+        for position, outcome in enumerate(rule_plan.outcomes):
+            chain = chain.when(compile_predicate(outcome.predicate)).then(pl.lit(position, pl.UInt8))
+        expressions.append(chain.otherwise(pl.lit(None, pl.UInt8)).alias(str(rule_plan.index)))
     return expressions
 
 
@@ -74,9 +76,10 @@ class ColumnarExecutor:
         self._compiled = {kind: compile_plan(plan) for kind, plan in plans.items()}
 
     def outcome_frame(self, plan: KindPlan, measured: Measured) -> pl.DataFrame:
-        """One column of outcome codes per rule (named by rule index), one row per case."""
+        """One column per rule (named by rule index), one row per case: the position of the outcome
+        that holds in the rule's ``outcomes``."""
         frame = fact_frame(plan, measured)
-        outcomes = frame.select(self._compiled[plan.kind])
+        outcomes = frame.lazy().select(self._compiled[plan.kind]).collect()
         unmatched = [plan.rules[int(c)].rule.id for c in outcomes.columns if outcomes[c].null_count()]
         if unmatched:
             raise RuntimeError(f"no outcome matched for rules {', '.join(unmatched)}")
@@ -85,4 +88,9 @@ class ColumnarExecutor:
     def match(self, plan: KindPlan, measured: Measured) -> list[list[str]]:
         if not plan.rules:
             return [[] for _ in range(measured.batch.n)]
-        return [list(row) for row in self.outcome_frame(plan, measured).iter_rows()]
+        positions = self.outcome_frame(plan, measured)
+        columns = [
+            np.array([o.code for o in rule_plan.outcomes], object)[positions[str(rule_plan.index)].to_numpy()]
+            for rule_plan in plan.rules
+        ]
+        return np.stack(columns, axis=1).tolist()
