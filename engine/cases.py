@@ -327,32 +327,29 @@ class CaseBase(_Record):
     exemptions: list[Exemption] = Field(default_factory=list)
 
 
-class WaterConnection(CaseBase):
+class _WaterOrGas(CaseBase):
+    """The fields water and gas connections share (RULES.md: gas is "as water, plus …")."""
+
+    customer_type: Literal["non_residential", "residential"]
+    applied_at: Timestamp
+    connected_at: Annotated[OptionalTimestamp, _not_before("applied_at")] = None
+    external_works_m: NonNegativeFloat
+    special_project: bool = False
+    approval: Approval | None = None
+    steps: PositiveInt
+    materials: NonNegativeInt
+
+
+class WaterConnection(_WaterOrGas):
     """用水报装, tasks (29)–(31)."""
 
     kind: Literal["water_connection"]
-    customer_type: Literal["non_residential", "residential"]
-    applied_at: Timestamp
-    connected_at: Annotated[OptionalTimestamp, _not_before("applied_at")] = None
-    external_works_m: NonNegativeFloat
-    special_project: bool = False
-    approval: Approval | None = None
-    steps: PositiveInt
-    materials: NonNegativeInt
 
 
-class GasConnection(CaseBase):
+class GasConnection(_WaterOrGas):
     """用气报装, tasks (29)–(32): water's fields plus the flow and the internal works."""
 
     kind: Literal["gas_connection"]
-    customer_type: Literal["non_residential", "residential"]
-    applied_at: Timestamp
-    connected_at: Annotated[OptionalTimestamp, _not_before("applied_at")] = None
-    external_works_m: NonNegativeFloat
-    special_project: bool = False
-    approval: Approval | None = None
-    steps: PositiveInt
-    materials: NonNegativeInt
     max_flow_m3h: NonNegativeFloat | None = None
     internal_works: InternalWorks | None = None
 
