@@ -60,6 +60,7 @@ __all__ = [
     "ServiceReview",
     "Timestamp",
     "WaterConnection",
+    "calendar_bounds",
     "case_adapter",
     "case_json_schema",
     "local_date",
@@ -76,7 +77,7 @@ SHANGHAI = ZoneInfo("Asia/Shanghai")
 _calendar_bounds: tuple[date, date] | None = None
 
 
-def _covered() -> tuple[date, date]:
+def calendar_bounds() -> tuple[date, date]:
     """First and last day of the working-day calendar, loaded once on first use.
 
     Loaded lazily so that importing the models (e.g. for the JSON Schema) does not read calendar data,
@@ -94,7 +95,7 @@ def _covered() -> tuple[date, date]:
 def _in_calendar(value: date | datetime) -> date | datetime:
     """Refuse a date the calendar cannot judge: SPEC says an uncovered year is an error, never a guess."""
     day = value.date() if isinstance(value, datetime) else value
-    first, last = _calendar_bounds or _covered()
+    first, last = _calendar_bounds or calendar_bounds()
     if not first <= day <= last:
         raise PydanticCustomError(
             "year_not_covered",
@@ -200,6 +201,7 @@ def _not_before(start_field: str, label: str | None = None) -> AfterValidator:
             )
         return value
 
+    check.start_field = start_field  # type: ignore[attr-defined]  # read by the column checks (ingest)
     return AfterValidator(check)
 
 

@@ -224,11 +224,17 @@ def _layout(kind: str, fields: tuple[str, ...]) -> _Layout:
     )
 
 
+def date_rows(kind: str, fields: tuple[str, ...]) -> dict[str, int]:
+    """Date field → its row in ``Batch.days``, as ``Batch.from_cases`` lays out a batch of ``fields``;
+    for builders of batches from other sources (the column checks of ``engine.ingest``)."""
+    return _layout(kind, fields).day_row
+
+
 _EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
-_PAUSE_REASONS: tuple[str, ...] = typing.get_args(PauseReason)
-_PAUSE_CODE = {reason: code for code, reason in enumerate(_PAUSE_REASONS)}
+PAUSE_REASONS: tuple[str, ...] = typing.get_args(PauseReason)
+_PAUSE_CODE = {reason: code for code, reason in enumerate(PAUSE_REASONS)}
 # A column to compare a pause table's reasons against: row r is True where the reason is the r-th.
-_PAUSE_REASON_COLUMN = np.array(_PAUSE_REASONS, object).reshape(-1, 1)
+_PAUSE_REASON_COLUMN = np.array(PAUSE_REASONS, object).reshape(-1, 1)
 
 
 def _day_number(value: date | datetime | None) -> int:
@@ -387,11 +393,11 @@ class _WorkingDayGroup:
             np.array([m.start for m in measures], object).reshape(-1, 1),  # type: ignore[union-attr]
             np.array(
                 [
-                    [r if reason in m.exclude_pauses else len(rules) + r for reason in _PAUSE_REASONS]  # type: ignore[union-attr]
+                    [r if reason in m.exclude_pauses else len(rules) + r for reason in PAUSE_REASONS]  # type: ignore[union-attr]
                     for r, m in enumerate(measures)
                 ],
                 np.int64,
-            ).reshape(-1, len(_PAUSE_REASONS)),
+            ).reshape(-1, len(PAUSE_REASONS)),
         )
 
 

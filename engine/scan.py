@@ -30,10 +30,14 @@ from engine.aggregates import AggregateAccumulator, Period
 from engine.cases import Case, InvalidCase, validate_case
 from engine.cases import CaseError as CaseProblem
 from engine.core import Engine, parse_as_of
+from engine.executors.columnar import ColumnarExecutor
+from engine.ingest import Located, RecordFrame, read_ndjson_frames, read_parquet_frames, validate_frame
 from engine.measures import Batch, measure_batch
 
 SUFFIXES = {".ndjson": "ndjson", ".jsonl": "ndjson", ".json": "json", ".csv": "csv", ".parquet": "parquet"}
 CHUNK = 20_000
+# Rows per frame chunk: Polars plans each chunk's checks once (tens of ms), so frames are larger.
+FRAME_CHUNK = 100_000
 GROUP_FIELDS = ("district", "department", "channel")
 
 # Fixed schemas: a chunk where a column happens to be all null must still write the file's own types.
@@ -76,15 +80,6 @@ STATUS_OF_CODE = {
 
 
 @dataclass
-class Located:
-    """A record and where it came from: ``line`` is the line for text files, the row for Parquet."""
-
-    file: str
-    line: int
-    record: Any
-
-
-@dataclass
 class ScanError:
     file: str
     line: int
@@ -111,15 +106,6 @@ def input_files(paths: Iterable[Path]) -> list[Path]:
     return files
 
 
-def _without_nulls(value: Any) -> Any:
-    """Columnar formats write absent fields as null; a case record simply leaves them out."""
-    if isinstance(value, dict):
-        return {k: _without_nulls(v) for k, v in value.items() if v is not None and v != ""}
-    if isinstance(value, list):
-        return [_without_nulls(v) for v in value]
-    return value
-
-
 def _nested(flat: dict[str, Any]) -> dict[str, Any]:
     """CSV columns ``approval.mode`` → ``{"approval": {"mode": …}}``; ``pauses``/``exemptions`` hold JSON."""
     record: dict[str, Any] = {}
@@ -138,39 +124,30 @@ def _nested(flat: dict[str, Any]) -> dict[str, Any]:
     return record
 
 
-class _Unreadable(Exception):
-    """A line or file that is not JSON: reported as an error at the record's root."""
-
-
-def read_records(path: Path, errors: list[ScanError]) -> Iterator[list[Located]]:
-    """Chunks of located records; unreadable lines are appended to ``errors`` as they are met."""
+def read_records(path: Path) -> Iterator[RecordFrame]:
+    """Chunks of a file: NDJSON and Parquet as frames for the column checks, JSON arrays and CSV as
+    records for pydantic (they are read whole or row by row anyway)."""
     form = SUFFIXES[path.suffix]
     name = str(path)
     if form == "ndjson":
-        with path.open("rb") as handle:
-            chunk: list[Located] = []
-            for number, line in enumerate(handle, 1):
-                if not line.strip():
-                    continue
-                try:
-                    chunk.append(Located(name, number, orjson.loads(line)))
-                except orjson.JSONDecodeError as exc:
-                    errors.append(ScanError(name, number, None, "$", f"invalid JSON: {exc}"))
-                if len(chunk) >= CHUNK:
-                    yield chunk
-                    chunk = []
-            if chunk:
-                yield chunk
+        yield from read_ndjson_frames(path, FRAME_CHUNK)
+    elif form == "parquet":
+        yield from read_parquet_frames(path, FRAME_CHUNK)
     elif form == "json":
         try:
             data = orjson.loads(path.read_bytes())
         except orjson.JSONDecodeError as exc:
-            errors.append(ScanError(name, 1, None, "$", f"invalid JSON: {exc}"))
+            chunk = RecordFrame.of_records(name, [])
+            chunk.unreadable.append((1, f"invalid JSON: {exc}"))
+            yield chunk
             return
         items = data if isinstance(data, list) else [data]
         for start in range(0, len(items), CHUNK):
-            yield [Located(name, start + i + 1, item) for i, item in enumerate(items[start : start + CHUNK])]
-    elif form == "csv":
+            records = [
+                Located(name, start + i + 1, item) for i, item in enumerate(items[start : start + CHUNK])
+            ]
+            yield RecordFrame.of_records(name, records)
+    else:
         options = pa_csv.ConvertOptions(strings_can_be_null=True)
         reader = pa_csv.open_csv(
             path, read_options=pa_csv.ReadOptions(block_size=1 << 22), convert_options=options
@@ -179,14 +156,10 @@ def read_records(path: Path, errors: list[ScanError]) -> Iterator[list[Located]]
         first_line = 2  # line 1 is the header
         for batch in reader:
             rows = batch.cast(pa.schema([(f.name, pa.string()) for f in batch.schema])).to_pylist()
-            yield [Located(name, first_line + i, _nested(row)) for i, row in enumerate(rows)]
+            yield RecordFrame.of_records(
+                name, [Located(name, first_line + i, _nested(row)) for i, row in enumerate(rows)]
+            )
             first_line += len(rows)
-    else:
-        row = 1
-        for batch in pq.ParquetFile(path).iter_batches(batch_size=CHUNK):
-            rows = batch.to_pylist()
-            yield [Located(name, row + i, _without_nulls(record)) for i, record in enumerate(rows)]
-            row += len(rows)
 
 
 @dataclass
@@ -213,30 +186,68 @@ class ChunkOutcome:
     aggregates: dict[tuple[str, str, str | None], list[float]] = field(default_factory=dict)
 
 
-def _add_counts(into: dict[str, int], values: np.ndarray) -> None:
-    for name, count in zip(*np.unique(values, return_counts=True), strict=True):
-        into[str(name)] = into.get(str(name), 0) + int(count)
+VERDICT_NAMES = ("pass", "pending", "warn", "fail")  # ordered by precedence, as ``verdicts.case_verdict``
 
 
-def _verdicts(statuses: np.ndarray, mandatory: np.ndarray) -> np.ndarray:
-    """Case verdicts from a (cases × rules) status matrix, as ``verdicts.case_verdict`` rolls them up."""
-    failed = statuses == "fail"
-    verdict = np.full(len(statuses), "pass", object)
-    verdict[(statuses == "pending").any(axis=1)] = "pending"
-    verdict[(failed & ~mandatory).any(axis=1)] = "warn"
-    verdict[(failed & mandatory).any(axis=1)] = "fail"
+@dataclass(frozen=True)
+class _RuleOutcomes:
+    """One rule's outcomes as lookup tables, indexed by the position the executors report."""
+
+    rule_id: str
+    severity: str
+    limit: str
+    unit: str | None
+    codes: pl.Series
+    statuses: pl.Series
+    status_names: tuple[str, ...]
+    fails: np.ndarray  # bool per position
+    pending: np.ndarray
+    decided: np.ndarray  # pass, fail or pending: the value and deadline mean something
+
+    @classmethod
+    def of(cls, rule_plan: Any) -> _RuleOutcomes:
+        codes = [outcome.code for outcome in rule_plan.outcomes]
+        statuses = [STATUS_OF_CODE[code.split(":", 1)[0]] for code in codes]
+        rule = rule_plan.rule
+        return cls(
+            rule.id,
+            rule.severity,
+            str(rule.require.limit),
+            rule.unit,
+            pl.Series(codes, dtype=pl.String),
+            pl.Series(statuses, dtype=pl.String),
+            tuple(statuses),
+            np.array([s == "fail" for s in statuses]),
+            np.array([s == "pending" for s in statuses]),
+            np.array([s in ("pass", "fail", "pending") for s in statuses]),
+        )
+
+
+def _verdicts(fails: np.ndarray, pending: np.ndarray, mandatory: np.ndarray) -> np.ndarray:
+    """Case verdicts (positions in ``VERDICT_NAMES``) from (cases × rules) fail and pending matrices, as
+    ``verdicts.case_verdict`` rolls them up."""
+    verdict = np.zeros(len(fails), np.int64)
+    verdict[pending.any(axis=1)] = 1
+    verdict[(fails & ~mandatory).any(axis=1)] = 2
+    verdict[(fails & mandatory).any(axis=1)] = 3
     return verdict
 
 
-def _failed_rules(statuses: np.ndarray, rule_ids: list[str]) -> pl.Series:
+def _failed_rules(fails: np.ndarray, rule_ids: list[str]) -> pl.Series:
     """Per case, the ids of its failing rules; built by Polars, as a list per row costs ~6 µs a case."""
     if not rule_ids:
-        return pl.Series([[]] * len(statuses), dtype=pl.List(pl.String))
-    failing = pl.DataFrame({rule_id: statuses[:, i] == "fail" for i, rule_id in enumerate(rule_ids)})
+        return pl.Series([[]] * len(fails), dtype=pl.List(pl.String))
+    failing = pl.DataFrame({rule_id: fails[:, i] for i, rule_id in enumerate(rule_ids)})
     lists = failing.select(
         pl.concat_list([pl.when(pl.col(r)).then(pl.lit(r)) for r in rule_ids]).list.drop_nulls().alias("f")
     )
     return lists["f"]
+
+
+def _add(into: dict[str, int], names: Iterable[str], counts: Iterable[int]) -> None:
+    for name, count in zip(names, counts, strict=True):
+        if count:
+            into[name] = into.get(name, 0) + int(count)
 
 
 class ChunkChecker:
@@ -253,11 +264,24 @@ class ChunkChecker:
             kind: list(dict.fromkeys([*fields, *GROUP_FIELDS, *probe.fields(kind)]))
             for kind, fields in engine.fields.items()
         }
+        self.outcomes = {
+            kind: [_RuleOutcomes.of(rule_plan) for rule_plan in plan.rules]
+            for kind, plan in engine.plans.items()
+        }
 
-    def check(self, chunk: list[Located]) -> ChunkOutcome:
+    def check(self, chunk: RecordFrame) -> ChunkOutcome:
         outcome = ChunkOutcome()
+        outcome.errors.extend(ScanError(chunk.file, line, None, "$", why) for line, why in chunk.unreadable)
+        aggregates = AggregateAccumulator(
+            self.engine.pack, self.engine.calendar, self.as_of, self.period, self.by
+        )
+        checked, records = validate_frame(chunk, self.fields)
+        for kind in checked:
+            places = [(chunk.file, line) for line in kind.lines.tolist()]
+            self._check_batch(kind.batch, places, outcome, aggregates)
+        # What the column checks did not accept: pydantic decides, and words the errors.
         by_kind: dict[str, list[tuple[Located, Case]]] = {}
-        for located in chunk:
+        for located in records:
             record = located.record
             try:
                 case = validate_case(record)
@@ -269,108 +293,128 @@ class ChunkChecker:
                 )
                 continue
             by_kind.setdefault(case.kind, []).append((located, case))
-        aggregates = AggregateAccumulator(
-            self.engine.pack, self.engine.calendar, self.as_of, self.period, self.by
-        )
-        for kind, items in by_kind.items():
-            self._check_kind(kind, items, outcome, aggregates)
+        for kind_name, items in by_kind.items():
+            batch = Batch.from_cases(kind_name, [case for _, case in items], self.fields[kind_name])
+            places = [(located.file, located.line) for located, _ in items]
+            self._check_batch(batch, places, outcome, aggregates)
         outcome.aggregates = dict(aggregates.groups)
         return outcome
 
-    def _check_kind(
+    def _positions(self, kind: str, measured: Any) -> np.ndarray:
+        """(cases × rules) positions of the outcome that holds, from either executor."""
+        plan = self.engine.plans[kind]
+        executor = self.engine.executor
+        if not plan.rules:
+            return np.zeros((measured.batch.n, 0), np.int64)
+        if isinstance(executor, ColumnarExecutor):
+            frame = executor.outcome_frame(plan, measured)
+            return frame.select([str(rp.index) for rp in plan.rules]).to_numpy().astype(np.int64)
+        index = [{o.code: i for i, o in enumerate(rp.outcomes)} for rp in plan.rules]
+        codes = executor.match(plan, measured)
+        return np.array([[index[r][code] for r, code in enumerate(row)] for row in codes], np.int64).reshape(
+            measured.batch.n, len(plan.rules)
+        )
+
+    def _check_batch(
         self,
-        kind: str,
-        items: list[tuple[Located, Case]],
+        batch: Batch,
+        places: list[tuple[str, int]],
         outcome: ChunkOutcome,
         aggregates: AggregateAccumulator,
     ) -> None:
         engine = self.engine
-        batch = Batch.from_cases(kind, [case for _, case in items], self.fields[kind])
+        kind = batch.kind
         measured = measure_batch(engine.pack, batch, engine.calendar, self.as_of)
-        plan = engine.plans[kind]
-        outcomes = np.array(engine.executor.match(plan, measured), dtype=object).reshape(
-            batch.n, len(plan.rules)
-        )
-        statuses = (
-            np.vectorize(lambda code: STATUS_OF_CODE[code.split(":", 1)[0]], otypes=[object])(outcomes)
-            if outcomes.size
-            else outcomes
-        )
-        mandatory = np.array([rp.rule.severity == "mandatory" for rp in plan.rules], bool)
-        verdict = _verdicts(statuses, mandatory)
+        rules = self.outcomes[kind]
+        positions = self._positions(kind, measured)
+        fails = np.empty(positions.shape, bool)
+        pending = np.empty(positions.shape, bool)
+        for r, rule in enumerate(rules):
+            fails[:, r] = rule.fails[positions[:, r]]
+            pending[:, r] = rule.pending[positions[:, r]]
+        verdict = _verdicts(fails, pending, np.array([rule.severity == "mandatory" for rule in rules], bool))
+        case_id = pl.Series(batch.case_id.tolist(), dtype=pl.String)
+        district = pl.Series(batch.columns["district"].tolist(), dtype=pl.String)
         verdicts = pl.DataFrame(
             {
-                "case_id": batch.case_id.tolist(),
-                "kind": [kind] * batch.n,
-                "file": [located.file for located, _ in items],
-                "line": [located.line for located, _ in items],
+                "case_id": case_id,
+                "kind": pl.Series([kind], dtype=pl.String).gather(np.zeros(batch.n, np.int64)),
+                "file": [file for file, _ in places],
+                "line": [line for _, line in places],
                 "anchor_date": measured.anchor,
-                "district": batch.columns["district"].tolist(),
+                "district": district,
                 "department": batch.columns["department"].tolist(),
-                "verdict": verdict.tolist(),
-                "failed_rules": _failed_rules(statuses, [rp.rule.id for rp in plan.rules]),
+                "verdict": pl.Series(VERDICT_NAMES, dtype=pl.String).gather(verdict),
+                "failed_rules": _failed_rules(fails, [rule.rule_id for rule in rules]),
             },
             schema=VERDICTS_SCHEMA,
         )
         outcome.verdicts.append(verdicts.to_arrow())
-        _add_counts(outcome.verdict_counts, verdict)
+        _add(outcome.verdict_counts, VERDICT_NAMES, np.bincount(verdict, minlength=len(VERDICT_NAMES)))
         outcome.checked += batch.n
-        if plan.rules:
-            outcome.results.append(
-                self._results(kind, batch, measured, outcomes, statuses, outcome).to_arrow()
-            )
+        if rules:
+            frames = [
+                self._results(rule, measure, positions[:, r], case_id, district, measured.anchor, outcome)
+                for r, (rule, measure) in enumerate(zip(rules, measured.measures, strict=True))
+            ]
+            outcome.results.append(pl.concat(frames).to_arrow())
         aggregates.add(kind, batch)
 
     def _results(
         self,
-        kind: str,
-        batch: Batch,
-        measured: Any,
-        outcomes: np.ndarray,
-        statuses: np.ndarray,
+        rule: _RuleOutcomes,
+        measure: Any,
+        positions: np.ndarray,
+        case_id: pl.Series,
+        district: pl.Series,
+        anchor: np.ndarray,
         outcome: ChunkOutcome,
     ) -> pl.DataFrame:
-        frames = []
-        district = batch.columns["district"].tolist()
-        for position, (rule_plan, measure) in enumerate(
-            zip(self.engine.plans[kind].rules, measured.measures, strict=True)
-        ):
-            rule = rule_plan.rule
-            _add_counts(outcome.rule_counts.setdefault(rule.id, {}), statuses[:, position])
-            numeric = measure.value.dtype.kind == "f"
-            decided = np.isin(statuses[:, position], ("pass", "fail", "pending"))
-            frames.append(
-                pl.DataFrame(
-                    {
-                        "case_id": batch.case_id.tolist(),
-                        "district": district,
-                        "anchor_date": measured.anchor,
-                        "rule": [rule.id] * batch.n,
-                        "status": statuses[:, position].tolist(),
-                        "outcome": outcomes[:, position].tolist(),
-                        "severity": [rule.severity] * batch.n,
-                        "value": np.where(decided, measure.value, np.nan)
-                        if numeric
-                        else np.full(batch.n, np.nan),
-                        "value_text": [None] * batch.n
-                        if numeric
-                        else [
-                            str(v) if d and v is not None else None
-                            for v, d in zip(measure.value.tolist(), decided, strict=True)
-                        ],
-                        "limit": [str(rule.require.limit)] * batch.n,
-                        "unit": [rule.unit] * batch.n,
-                        "deadline": np.where(decided, measure.deadline, np.datetime64("NaT"))
-                        if measure.deadline is not None
-                        else np.full(batch.n, np.datetime64("NaT"), "datetime64[D]"),
-                        "excluded": measure.excluded
-                        if measure.excluded is not None
-                        else np.zeros(batch.n, np.int64),
-                    },
-                    schema=RESULTS_SCHEMA,
-                ).with_columns(pl.col("value").fill_nan(None))
-            )
-        return pl.concat(frames)
+        """One rule's rows of results.parquet; value and deadline only where the rule was decided."""
+        n = len(positions)
+        counts = np.bincount(positions, minlength=len(rule.status_names))
+        by_status: dict[str, int] = {}
+        _add(by_status, rule.status_names, counts)
+        _add(outcome.rule_counts.setdefault(rule.rule_id, {}), by_status, by_status.values())
+        decided = rule.decided[positions]
+        numeric = measure.value.dtype.kind == "f"
+        return pl.DataFrame(
+            {
+                "case_id": case_id,
+                "district": district,
+                "anchor_date": anchor,
+                "status": rule.statuses.gather(positions),
+                "outcome": rule.codes.gather(positions),
+                "value": np.where(decided, measure.value, np.nan) if numeric else np.full(n, np.nan),
+                "value_text": pl.Series(
+                    [None] * n
+                    if numeric
+                    else [
+                        str(v) if d and v is not None else None
+                        for v, d in zip(measure.value.tolist(), decided, strict=True)
+                    ],
+                    dtype=pl.String,
+                ),
+                "deadline": np.where(decided, measure.deadline, np.datetime64("NaT"))
+                if measure.deadline is not None
+                else np.full(n, np.datetime64("NaT"), "datetime64[D]"),
+                "excluded": measure.excluded if measure.excluded is not None else np.zeros(n, np.int64),
+            }
+        ).select(
+            pl.col("case_id"),
+            pl.col("district"),
+            pl.col("anchor_date").cast(pl.Date),
+            pl.lit(rule.rule_id).alias("rule"),
+            pl.col("status"),
+            pl.col("outcome"),
+            pl.lit(rule.severity).alias("severity"),
+            pl.col("value").fill_nan(None),
+            pl.col("value_text"),
+            pl.lit(rule.limit).alias("limit"),
+            pl.lit(rule.unit, pl.String).alias("unit"),
+            pl.col("deadline").cast(pl.Date),
+            pl.col("excluded").cast(pl.Int64),
+        )
 
 
 # A worker process's own checker, made once by ``_start_worker``.
@@ -382,7 +426,7 @@ def _start_worker(engine_name: str, as_of: date, period: Period, by: str | None)
     _WORKER = ChunkChecker(Engine.load(engine=engine_name), as_of, period, by)  # type: ignore[arg-type]
 
 
-def _check_in_worker(chunk: list[Located]) -> ChunkOutcome:
+def _check_in_worker(chunk: RecordFrame) -> ChunkOutcome:
     assert _WORKER is not None
     return _WORKER.check(chunk)
 
@@ -401,23 +445,19 @@ class SeenCaseIds:
         self.files: list[str] = []
         self.runs: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []  # h1 (sorted), h2, where
 
-    def _where(self, file: str, line: int) -> int:
-        if not self.files or self.files[-1] != file:
-            self.files.append(file)
-        return (len(self.files) - 1) << 40 | line
-
-    def first_seen(self, ids: list[Any], places: list[tuple[str, int]]) -> list[tuple[str, int] | None]:
-        """For each id, where it was first met if before (None if new); the new ones are remembered.
-
-        Ids that are not strings are left to validation, which reports them.
+    def first_seen(self, ids: list[Any], file: str, lines: np.ndarray) -> list[tuple[str, int] | None]:
+        """For each id (met at ``file``, ``lines``), where it was first met if before (None if new); the
+        new ones are remembered. Ids that are not strings are left to validation, which reports them.
         """
         result: list[tuple[str, int] | None] = [None] * len(ids)
         positions = [i for i, case_id in enumerate(ids) if isinstance(case_id, str)]
         if not positions:
             return result
+        if not self.files or self.files[-1] != file:
+            self.files.append(file)
         h1 = np.array([hash(ids[i]) for i in positions], np.int64).view(np.uint64)
         h2 = np.array([hash(ids[i] + "\x1f") for i in positions], np.int64).view(np.uint64)
-        where = np.array([self._where(*places[i]) for i in positions], np.int64)
+        where = (len(self.files) - 1) << 40 | lines[positions].astype(np.int64)
         found = np.full(len(positions), -1, np.int64)
         for run_h1, run_h2, run_where in self.runs:
             index = np.minimum(np.searchsorted(run_h1, h1), len(run_h1) - 1)
@@ -432,9 +472,9 @@ class SeenCaseIds:
         found[order[repeat]] = where[earliest[repeat]]
         new = found < 0
         self._add(h1[new], h2[new], where[new])
-        for position, at in zip(positions, found.tolist(), strict=True):
-            if at >= 0:
-                result[position] = (self.files[at >> 40], at & ((1 << 40) - 1))
+        for position in np.flatnonzero(~new).tolist():
+            at = int(found[position])
+            result[positions[position]] = (self.files[at >> 40], at & ((1 << 40) - 1))
         return result
 
     def _add(self, h1: np.ndarray, h2: np.ndarray, where: np.ndarray) -> None:
@@ -473,7 +513,6 @@ class Scanner:
         self.by = by
         self.workers = workers
         self.totals = ScanTotals()
-        self.errors: list[ScanError] = []
         self.seen = SeenCaseIds()
         self.aggregates = AggregateAccumulator(engine.pack, engine.calendar, self.as_of, period, by)
         self.checker = ChunkChecker(engine, self.as_of, period, by)
@@ -497,29 +536,28 @@ class Scanner:
         (self.out / "summary.json").write_bytes(orjson.dumps(summary, option=orjson.OPT_INDENT_2))
         return summary
 
-    def _chunks(self, files: list[Path]) -> Iterator[tuple[list[Located], list[ScanError]]]:
-        """Chunks without their repeated case_ids; each with the reading problems met on the way."""
+    def _chunks(self, files: list[Path]) -> Iterator[tuple[RecordFrame, list[ScanError]]]:
+        """Chunks without their repeated case_ids; each with the repeats, as errors."""
         for path in files:
-            for chunk in read_records(path, self.errors):
-                ids = [
-                    record.get("case_id") if isinstance(record := located.record, dict) else None
-                    for located in chunk
+            for chunk in read_records(path):
+                ids = chunk.case_ids()
+                lines = chunk.line_numbers()
+                firsts = self.seen.first_seen(ids, chunk.file, lines)
+                if all(first is None for first in firsts):
+                    yield chunk, []
+                    continue
+                repeats = [
+                    ScanError(
+                        chunk.file,
+                        line,
+                        case_id,
+                        "case_id",
+                        f"duplicate case_id, first at {first[0]}:{first[1]}",
+                    )
+                    for case_id, line, first in zip(ids, lines.tolist(), firsts, strict=True)
+                    if first is not None
                 ]
-                firsts = self.seen.first_seen(ids, [(located.file, located.line) for located in chunk])
-                kept = []
-                for located, case_id, first in zip(chunk, ids, firsts, strict=True):
-                    if first is None:
-                        kept.append(located)
-                        continue
-                    message = f"duplicate case_id, first at {first[0]}:{first[1]}"
-                    self.errors.append(ScanError(located.file, located.line, case_id, "case_id", message))
-                problems = self.errors[:]
-                self.errors.clear()  # read_records keeps appending to this very list
-                yield kept, problems
-            if self.errors:  # unreadable lines after the last full chunk
-                problems = self.errors[:]
-                self.errors.clear()  # read_records keeps appending to this very list
-                yield [], problems
+                yield chunk.select(np.array([first is None for first in firsts], bool)), repeats
 
     def _outcomes(self, files: list[Path]) -> Iterator[tuple[ChunkOutcome, int]]:
         """Each chunk's outcome in input order, checked here or in the worker pool."""

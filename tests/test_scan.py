@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import orjson
 import polars as pl
 import pytest
@@ -247,7 +248,8 @@ def test_seen_case_ids_match_a_dict(chunks: list[list[str | None]]) -> None:
     seen, reference = SeenCaseIds(), {}
     line = 0
     for chunk in chunks:
-        places = [("f.ndjson", line + i + 1) for i in range(len(chunk))]
+        lines = np.arange(line + 1, line + len(chunk) + 1)
+        places = [("f.ndjson", int(n)) for n in lines]
         line += len(chunk)
         expected = []
         for case_id, place in zip(chunk, places, strict=True):
@@ -258,4 +260,4 @@ def test_seen_case_ids_match_a_dict(chunks: list[list[str | None]]) -> None:
             else:
                 reference[case_id] = place
                 expected.append(None)
-        assert seen.first_seen(chunk, places) == expected
+        assert seen.first_seen(chunk, "f.ndjson", lines) == expected

@@ -1,0 +1,690 @@
+"""Records as columns: NDJSON and Parquet chunks read by Polars and validated a column at a time.
+
+pydantic validates one record at a time, ~20 µs each; at scan scale that costs more than every other
+stage together. Here a chunk is read into one Polars frame (one schema for every kind, scalars as text)
+and each field of each kind is checked with column expressions that accept a *subset* of what the case
+models accept and convert it the same way. A row that passes every check becomes part of a ``Batch``
+without a Python object per field; every other row, a real error or merely a form these checks do not
+know, goes to pydantic, which has the last word and writes the messages. So this path can only be
+faster, never different; ``tests/test_ingest.py`` holds it to that against the models.
+
+Reading JSON as text needs one more guard: Polars turns a number or an object into text where the
+schema says text, keeps the first of two equal keys (orjson the last) and reads ``null`` as absent. Two
+regex passes over the lines count the known keys and look for a text field with a value that is not a
+string; a row with a key Polars did not fill (a repeat, an explicit null) or such a value goes to
+pydantic too. Exporters that write ``null`` for absent fields therefore take the slow path.
+"""
+
+from __future__ import annotations
+
+import functools
+import types
+import typing
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+from typing import Any, Literal
+
+import annotated_types
+import numpy as np
+import orjson
+import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
+from pydantic import AfterValidator, BaseModel
+from pydantic_core import PydanticUndefined
+
+from engine.cases import CASE_MODELS, Approval, Exemption, InternalWorks, Pause, calendar_bounds
+from engine.measures import PAUSE_REASONS, Batch, Pauses, date_rows, field_type
+
+__all__ = [
+    "Located",
+    "RecordFrame",
+    "ValidatedKind",
+    "read_ndjson_frames",
+    "read_parquet_frames",
+    "validate_frame",
+]
+
+Form = Literal["text", "choice", "timestamp", "number", "integer", "money", "boolean", "object", "list"]
+
+
+@dataclass
+class Located:
+    """A record and where it came from: ``line`` is the line for text files, the row for Parquet."""
+
+    file: str
+    line: int
+    record: Any
+
+
+# ---------------------------------------------------------------------------------------------------------
+# What each model field accepts, read from the models themselves
+# ---------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FieldSpec:
+    name: str
+    form: Form
+    required: bool
+    nullable: bool  # JSON null accepted (an Optional field); else null is an error even with a default
+    default: Any = None
+    choices: tuple[str, ...] = ()
+    lower: float | None = None  # ≥ lower, or > lower when ``exclusive``
+    exclusive: bool = False
+    min_length: int = 0
+    max_length: int | None = None
+    not_before: str | None = None  # the sibling field this end must not precede
+    model: type[BaseModel] | None = None  # for objects and lists of objects
+
+
+def _leaves(annotation: Any) -> list[Any]:
+    if typing.get_origin(annotation) is typing.Annotated:
+        return _leaves(typing.get_args(annotation)[0])
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        return [leaf for arg in typing.get_args(annotation) for leaf in _leaves(arg)]
+    return [annotation]
+
+
+@functools.cache
+def field_specs(model: type[BaseModel]) -> tuple[FieldSpec, ...]:
+    """The fields of a model as the column checks need them: form, bounds, choices, defaults, order."""
+    specs = []
+    for name, info in model.model_fields.items():
+        leaves = _leaves(info.annotation)
+        nullable = type(None) in leaves
+        leaves = [leaf for leaf in leaves if leaf is not type(None)]
+        metadata = list(info.metadata)
+        # Optional[Annotated[…]] keeps the inner metadata inside the annotation, not in ``metadata``.
+        for arg in typing.get_args(info.annotation):
+            if typing.get_origin(arg) is typing.Annotated:
+                metadata.extend(typing.get_args(arg)[1:])
+        options: dict[str, Any] = {}
+        for item in metadata:
+            if isinstance(item, annotated_types.Ge):
+                options.update(lower=float(item.ge))  # type: ignore[arg-type]
+            elif isinstance(item, annotated_types.Gt):
+                options.update(lower=float(item.gt), exclusive=True)  # type: ignore[arg-type]
+            elif isinstance(item, annotated_types.MinLen):
+                options.update(min_length=item.min_length)
+            elif isinstance(item, annotated_types.MaxLen):
+                options.update(max_length=item.max_length)
+            elif isinstance(item, AfterValidator) and hasattr(item.func, "start_field"):
+                options.update(not_before=item.func.start_field)
+        origin = typing.get_origin(leaves[0])
+        if origin is list:
+            (item_model,) = typing.get_args(leaves[0])
+            form: Form = "list"
+            options.update(model=item_model)
+        elif origin is Literal:
+            form = "choice"
+            options.update(choices=tuple(typing.get_args(leaves[0])))
+        elif isinstance(leaves[0], type) and issubclass(leaves[0], BaseModel):
+            form = "object"
+            options.update(model=leaves[0])
+        elif date in leaves:
+            form = "timestamp"
+        else:
+            form = {str: "text", bool: "boolean", int: "integer", float: "number"}.get(leaves[0], "money")  # type: ignore[assignment]
+        default = None if info.default is PydanticUndefined else info.default
+        specs.append(FieldSpec(name, form, info.is_required(), nullable, default, **options))
+    return tuple(specs)
+
+
+def _dtype(spec: FieldSpec) -> pl.DataType:
+    if spec.form == "object":
+        assert spec.model is not None
+        return pl.Struct({s.name: _dtype(s) for s in field_specs(spec.model)})
+    if spec.form == "list":
+        assert spec.model is not None
+        return pl.List(pl.Struct({s.name: _dtype(s) for s in field_specs(spec.model)}))
+    return pl.String()
+
+
+@functools.cache
+def frame_schema() -> dict[str, pl.DataType]:
+    """One schema for a chunk of any kinds: the union of every kind's fields, scalars read as text."""
+    schema: dict[str, pl.DataType] = {}
+    for model in CASE_MODELS.values():
+        for spec in field_specs(model):
+            schema.setdefault(spec.name, _dtype(spec))
+    return schema
+
+
+@functools.cache
+def _key_patterns() -> tuple[str, str]:
+    """Regexes for (any known key, a text field's key followed by a value that is not a string).
+
+    A row is read as JSON means it only when the first counts exactly the fields Polars found with a
+    value and the second finds nothing: a repeated key, an explicit null or a number where text belongs
+    each break that, and such rows go to pydantic (see the module docstring).
+    """
+    known: set[str] = set()
+    text: set[str] = set()
+    for model in [*CASE_MODELS.values(), Pause, Exemption, Approval, InternalWorks]:
+        for spec in field_specs(model):
+            known.add(spec.name)
+            if spec.form == "text":
+                text.add(spec.name)
+    space = "[ \t\r\n]*"
+    return (
+        rf'"(?:{"|".join(sorted(known))})"{space}:',
+        rf'"(?:{"|".join(sorted(text))})"{space}:{space}[^" \t\r\n]',
+    )
+
+
+def _present_keys() -> pl.Expr:
+    """Per row, how many known fields Polars found with a value: what ``_key_patterns`` should count."""
+    counts = []
+    for name, dtype in frame_schema().items():
+        column = pl.col(name)
+        counts.append(column.is_not_null().cast(pl.Int32))
+        if isinstance(dtype, pl.Struct):
+            counts.extend(column.struct.field(f.name).is_not_null().cast(pl.Int32) for f in dtype.fields)
+        elif isinstance(dtype, pl.List):
+            inner = dtype.inner
+            assert isinstance(inner, pl.Struct)
+            per_item = pl.sum_horizontal(
+                pl.element().struct.field(f.name).is_not_null().cast(pl.Int32) for f in inner.fields
+            )
+            counts.append(column.list.eval(per_item).list.sum().fill_null(0).cast(pl.Int32))
+    return pl.sum_horizontal(counts)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Reading
+# ---------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class RecordFrame:
+    """A chunk of one file: the rows Polars read cleanly as a frame, the others as parsed records.
+
+    ``raw`` keeps each frame row's original (its JSON line, or its Parquet row) so that a row the column
+    checks refuse can still be handed to pydantic as the record it was.
+    """
+
+    file: str
+    frame: pl.DataFrame
+    lines: np.ndarray  # int64: line (or row) of each frame row
+    raw: list[bytes] | pa.Table
+    records: list[Located]  # rows that take pydantic's path from the start
+    unreadable: list[tuple[int, str]] = field(default_factory=list)  # (line, why): not a JSON object
+
+    @classmethod
+    def of_records(cls, file: str, records: list[Located]) -> RecordFrame:
+        """A chunk read row by row (JSON arrays, CSV): everything takes pydantic's path."""
+        return cls(file, pl.DataFrame(schema=frame_schema()), np.zeros(0, np.int64), [], records)
+
+    def case_ids(self) -> list[Any]:
+        """The case_id of every row, frame rows first, then records (None where there is none)."""
+        ids: list[Any] = self.frame.get_column("case_id").to_list()
+        return ids + [r.record.get("case_id") if isinstance(r.record, dict) else None for r in self.records]
+
+    def line_numbers(self) -> np.ndarray:
+        """The line (or row) of every row, in the order of ``case_ids``."""
+        return np.concatenate([self.lines, np.array([r.line for r in self.records], np.int64)])
+
+    def originals(self, rows: np.ndarray) -> list[Located]:
+        """The frame rows ``rows`` as records, the way the row-by-row reader would have produced them."""
+        if isinstance(self.raw, list):
+            values = [orjson.loads(self.raw[i]) for i in rows.tolist()]
+        else:
+            values = [_without_nulls(r) for r in self.raw.take(pa.array(rows, pa.int64())).to_pylist()]
+        return [
+            Located(self.file, line, value)
+            for line, value in zip(self.lines[rows].tolist(), values, strict=False)
+        ]
+
+    def select(self, keep: np.ndarray) -> RecordFrame:
+        """The chunk without the rows where ``keep`` (in the order of ``case_ids``) is False."""
+        n = self.frame.height
+        rows = np.flatnonzero(keep[:n])
+        raw = [self.raw[i] for i in rows.tolist()] if isinstance(self.raw, list) else self.raw.take(rows)
+        records = [r for r, k in zip(self.records, keep[n:].tolist(), strict=True) if k]
+        frame = self.frame.filter(pl.Series(keep[:n]))
+        return RecordFrame(self.file, frame, self.lines[rows], raw, records, self.unreadable)
+
+    def __len__(self) -> int:
+        return self.frame.height + len(self.records) + len(self.unreadable)
+
+
+def _without_nulls(value: Any) -> Any:
+    """Columnar formats write absent fields as null; a case record simply leaves them out."""
+    if isinstance(value, dict):
+        return {k: _without_nulls(v) for k, v in value.items() if v is not None and v != ""}
+    if isinstance(value, list):
+        return [_without_nulls(v) for v in value]
+    return value
+
+
+def read_ndjson_frames(path: Path, chunk: int) -> Iterator[RecordFrame]:
+    """Chunks of an NDJSON file as frames; lines that are not JSON go to the chunk's ``unreadable``.
+
+    A chunk Polars refuses as a whole (a broken line, a value of an impossible shape) is read again line
+    by line with orjson, so one bad line costs its chunk the fast path, never its neighbours' verdicts.
+    """
+    name = str(path)
+    with path.open("rb") as handle:
+        number = 0
+        while True:
+            lines: list[bytes] = []
+            numbers: list[int] = []
+            for line in handle:
+                number += 1
+                if line.strip():
+                    lines.append(line)
+                    numbers.append(number)
+                    if len(lines) >= chunk:
+                        break
+            if not lines:
+                return
+            yield _ndjson_frame(name, lines, np.array(numbers, np.int64))
+
+
+def _ndjson_frame(name: str, lines: list[bytes], numbers: np.ndarray) -> RecordFrame:
+    body = b"".join(line if line.endswith(b"\n") else line + b"\n" for line in lines)
+    try:
+        frame = pl.read_ndjson(body, schema=frame_schema())
+    except pl.exceptions.PolarsError:
+        records, unreadable = [], []
+        for line, number in zip(lines, numbers.tolist(), strict=True):
+            try:
+                records.append(Located(name, number, orjson.loads(line)))
+            except orjson.JSONDecodeError as exc:
+                unreadable.append((number, f"invalid JSON: {exc}"))
+        chunk = RecordFrame.of_records(name, records)
+        chunk.unreadable = unreadable
+        return chunk
+    # split("\n"), not splitlines(): a JSON string may hold U+2028, which splitlines() would cut at.
+    text = pl.Series(body.decode("utf-8", "replace").split("\n")[:-1])
+    keys, mistyped = _key_patterns()
+    present = frame.select(_present_keys()).to_series()
+    typed = ((text.str.count_matches(keys) == present) & ~text.str.contains(mistyped)).to_numpy()
+    if typed.all():
+        return RecordFrame(name, frame, numbers, lines, [])
+    odd = np.flatnonzero(~typed)
+    whole = RecordFrame(name, frame, numbers, lines, [])
+    return RecordFrame(
+        name,
+        frame.filter(pl.Series(typed)),
+        numbers[typed],
+        [lines[i] for i in np.flatnonzero(typed).tolist()],
+        whole.originals(odd),
+    )
+
+
+def read_parquet_frames(path: Path, chunk: int) -> Iterator[RecordFrame]:
+    """Row groups of a Parquet file as frames in the text schema; a column of the wrong type sends its
+    non-empty rows to pydantic (its values would be converted as text, not refused)."""
+    name = str(path)
+    schema = frame_schema()
+    row = 1
+    for batch in pq.ParquetFile(path).iter_batches(batch_size=chunk):
+        table = pa.Table.from_batches([batch])
+        source = pl.from_arrow(table)
+        assert isinstance(source, pl.DataFrame)
+        columns, odd = [], pl.lit(False)
+        for column_name, dtype in schema.items():
+            if column_name not in source.columns:
+                columns.append(pl.lit(None, dtype).alias(column_name))
+                continue
+            have = source.schema[column_name]
+            column = pl.col(column_name)
+            if isinstance(dtype, pl.List | pl.Struct) or _text_only(column_name):
+                if have != dtype and have != pl.Null:
+                    odd = odd | column.is_not_null()
+                    columns.append(pl.lit(None, dtype).alias(column_name))
+                else:
+                    columns.append(_empty_as_null(column.cast(dtype), dtype).alias(column_name))
+            elif have in (
+                pl.String,
+                pl.Float64,
+                pl.Float32,
+                pl.Int64,
+                pl.Int32,
+                pl.Boolean,
+                pl.Date,
+                pl.Null,
+            ):
+                columns.append(_empty_as_null(column.cast(pl.String), pl.String()).alias(column_name))
+            else:
+                odd = odd | column.is_not_null()
+                columns.append(pl.lit(None, dtype).alias(column_name))
+        frame = source.select([*columns, odd.alias("_odd")])
+        numbers = np.arange(row, row + len(frame), dtype=np.int64)
+        row += len(frame)
+        odd_rows = frame["_odd"].to_numpy()
+        whole = RecordFrame(name, frame.drop("_odd"), numbers, table, [])
+        if not odd_rows.any():
+            yield whole
+            continue
+        typed = np.flatnonzero(~odd_rows)
+        yield RecordFrame(
+            name,
+            whole.frame.filter(pl.Series(~odd_rows)),
+            numbers[typed],
+            table.take(typed),
+            whole.originals(np.flatnonzero(odd_rows)),
+        )
+
+
+@functools.cache
+def _text_only(name: str) -> bool:
+    """Fields that must be JSON strings (a number there is an error, not text)."""
+    return any(
+        spec.name == name and spec.form == "text" for m in CASE_MODELS.values() for spec in field_specs(m)
+    )
+
+
+def _empty_as_null(column: pl.Expr, dtype: pl.DataType) -> pl.Expr:
+    """Parquet and CSV mean "absent" by an empty string, as the row-by-row reader does."""
+    if isinstance(dtype, pl.Struct):
+        fields = [_empty_as_null(column.struct.field(f.name), f.dtype).alias(f.name) for f in dtype.fields]
+        return pl.when(column.is_null()).then(None).otherwise(pl.struct(fields))
+    if isinstance(dtype, pl.List):
+        return column  # an empty text inside a list item fails the item's checks and goes to pydantic
+    return pl.when(column == "").then(None).otherwise(column)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Checking and converting
+# ---------------------------------------------------------------------------------------------------------
+
+_TIMESTAMP = r"^([0-9]{4}-[0-9]{2}-[0-9]{2})(?:[T ]([0-9]{2}):([0-9]{2})(?::([0-9]{2})(?:\.([0-9]{1,6}))?)?(Z|[+-][0-9]{2}:[0-9]{2})?)?$"
+_NUMBER = r"^-?[0-9]+(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?$"
+_INTEGER = r"^[0-9]{1,15}$"
+# Whole fen with at most 15 significant digits, so the float, the Decimal and the text all agree.
+_MONEY = r"^[0-9]{1,13}(?:\.[0-9]{1,2})?$"
+_SHANGHAI_MINUTES = 8 * 60
+_NAT = np.iinfo(np.int64).min
+
+
+def _timestamp(name: str) -> list[pl.Expr]:
+    """ISO 8601 text → ``#day`` (local Asia/Shanghai day number) and ``#at`` (UTC µs, only when a time
+    is given), as ``_parse_timestamp`` converts it; reads the regex groups parsed once into ``#p``."""
+    parts = pl.col(f"{name}#p")
+
+    def group(i: int) -> pl.Expr:
+        return parts.struct.field(str(i))
+
+    day = group(1).str.to_date("%Y-%m-%d", strict=False).cast(pl.Int64)
+    hour, minute = group(2).cast(pl.Int64, strict=False), group(3).cast(pl.Int64, strict=False)
+    second = group(4).cast(pl.Int64, strict=False).fill_null(0)
+    micro = group(5).str.pad_end(6, "0").cast(pl.Int64, strict=False).fill_null(0)
+    zone = group(6)
+    zone_hours = zone.str.slice(1, 2).cast(pl.Int64, strict=False)
+    zone_minutes = zone.str.slice(4, 2).cast(pl.Int64, strict=False)
+    sign = pl.when(zone.str.starts_with("-")).then(-1).otherwise(1)
+    offset = (
+        pl.when(zone.is_null())
+        .then(_SHANGHAI_MINUTES)
+        .when(zone == "Z")
+        .then(0)
+        .otherwise(sign * (zone_hours * 60 + zone_minutes))
+    )
+    zone_ok = zone.is_null() | (zone == "Z") | ((zone_hours < 24) & (zone_minutes < 60))
+    clock_ok = hour.is_null() | ((hour < 24) & (minute < 60) & (second < 60))
+    minutes = hour * 60 + minute - offset  # null for a date alone
+    local_day = day + ((minutes + _SHANGHAI_MINUTES) // 1440).fill_null(0)
+    first, last = (d.toordinal() - date(1970, 1, 1).toordinal() for d in calendar_bounds())
+    ok = day.is_not_null() & zone_ok & clock_ok & local_day.is_between(first, last)
+    return [
+        ok.fill_null(False).alias(f"{name}#ok"),
+        local_day.alias(f"{name}#day"),
+        ((day * 86400 + minutes * 60 + second) * 1_000_000 + micro).alias(f"{name}#at"),
+    ]
+
+
+def _converted(name: str, form: Form) -> list[pl.Expr]:
+    """The columns a text column of ``form`` converts to: ``#ok`` (the text has the form) and values."""
+    column = pl.col(name)
+    if form == "timestamp":
+        return _timestamp(name)
+    if form == "boolean":
+        return [
+            column.is_in(("true", "false")).fill_null(False).alias(f"{name}#ok"),
+            (column == "true").alias(f"{name}#v"),
+        ]
+    pattern = {"number": _NUMBER, "integer": _INTEGER, "money": _MONEY}[form]
+    value = column.cast(pl.Float64, strict=False)
+    converted = [
+        (column.str.contains(pattern) & value.is_finite()).fill_null(False).alias(f"{name}#ok"),
+        value.alias(f"{name}#v"),
+    ]
+    if form == "money":
+        whole = column.str.extract(r"^([0-9]+)", 1).cast(pl.Int64, strict=False)
+        cents = column.str.extract(r"\.([0-9]+)$", 1).str.pad_end(2, "0").cast(pl.Int64, strict=False)
+        converted.append((whole * 100 + cents.fill_null(0)).alias(f"{name}#fen"))
+    return converted
+
+
+def _flat_specs(model: type[BaseModel], prefix: str = "") -> dict[str, FieldSpec]:
+    """Scalar fields of a model and of its sub-records, by dotted column name (lists excluded)."""
+    found: dict[str, FieldSpec] = {}
+    for spec in field_specs(model):
+        if spec.form == "object":
+            assert spec.model is not None
+            found.update(_flat_specs(spec.model, f"{prefix}{spec.name}."))
+        elif spec.form != "list":
+            found[f"{prefix}{spec.name}"] = spec
+    return found
+
+
+def _convert(lazy: pl.LazyFrame, specs: dict[str, FieldSpec]) -> pl.LazyFrame:
+    """The text columns of ``specs`` parsed into values and ``#ok`` flags (sub-record fields flattened)."""
+    lazy = lazy.with_columns(
+        pl.col(name.split(".")[0]).struct.field(name.split(".")[1]).alias(name)
+        for name in specs
+        if "." in name
+    )
+    stamps = [name for name, spec in specs.items() if spec.form == "timestamp"]
+    lazy = lazy.with_columns(
+        pl.col(name).str.extract_groups(_TIMESTAMP).alias(f"{name}#p") for name in stamps
+    )
+    converted = [
+        expr
+        for name, spec in specs.items()
+        if spec.form not in ("text", "choice")
+        for expr in _converted(name, spec.form)
+    ]
+    return lazy.with_columns(converted)
+
+
+def _valid(specs: dict[str, FieldSpec]) -> pl.Expr:
+    """The row holds a valid record of these fields: each absent, or present with its form, bounds and
+    order; required ones present (within a present sub-record)."""
+    ok: pl.Expr = pl.lit(True)
+    for name, spec in specs.items():
+        column = pl.col(name)
+        present = column.is_not_null()
+        if spec.form == "choice":
+            good = column.is_in(spec.choices)
+        elif spec.form == "text":
+            good = pl.lit(True)
+        else:
+            good = pl.col(f"{name}#ok")
+        if spec.min_length:
+            good = good & (column.str.len_chars() >= spec.min_length)
+        if spec.max_length is not None:
+            good = good & (column.str.len_chars() <= spec.max_length)
+        if spec.lower is not None:
+            value = pl.col(f"{name}#v")
+            good = good & ((value > spec.lower) if spec.exclusive else (value >= spec.lower))
+        if spec.not_before is not None:
+            start = name.rsplit(".", 1)[0] + "." + spec.not_before if "." in name else spec.not_before
+            end_at, start_at = pl.col(f"{name}#at"), pl.col(f"{start}#at")
+            by_instant = end_at.is_not_null() & start_at.is_not_null()
+            good = good & pl.when(by_instant).then(end_at >= start_at).otherwise(
+                pl.col(f"{name}#day") >= pl.col(f"{start}#day")
+            )
+        holds = good.fill_null(False) | ~present
+        if spec.required:
+            parent = name.rsplit(".", 1)[0] if "." in name else None
+            holds = holds & (present | (pl.col(parent).is_null() if parent else pl.lit(False)))
+        ok = ok & holds
+    return ok
+
+
+@dataclass
+class ValidatedKind:
+    """The rows of one kind that passed the column checks, as a ``Batch``, and where each came from."""
+
+    kind: str
+    batch: Batch
+    lines: np.ndarray
+
+
+@functools.cache
+def _chunk_specs() -> dict[str, FieldSpec]:
+    """Every scalar column of the frame schema with its form (the same in every kind that has it)."""
+    found: dict[str, FieldSpec] = {}
+    for model in CASE_MODELS.values():
+        for name, spec in _flat_specs(model).items():
+            seen = found.setdefault(name, spec)
+            if seen.form != spec.form:
+                raise TypeError(f"field {name} has two forms ({seen.form}, {spec.form}); ingest needs one")
+    return found
+
+
+def validate_frame(
+    chunk: RecordFrame, fields: dict[str, list[str]]
+) -> tuple[list[ValidatedKind], list[Located]]:
+    """Batches of the rows that pass, per kind (carrying ``fields[kind]``), and the other rows as records.
+
+    Every column is converted once for the whole chunk and every kind's checks are one expression:
+    Polars spends tens of microseconds planning each expression node whatever the number of rows, so
+    one large query over the chunk costs far less than a query per kind.
+    """
+    specs = _chunk_specs()
+    kind = pl.col("kind")
+    valid_kind: Any = pl
+    for name, model in CASE_MODELS.items():
+        valid_kind = valid_kind.when(kind == name).then(_valid(_flat_specs(model)))
+    frame = (
+        _convert(chunk.frame.lazy().with_row_index("_row"), specs)
+        .with_columns(valid_kind.otherwise(False).fill_null(False).alias("_ok"))
+        .collect()
+    )
+    pauses, pauses_ok = _items(frame, "pauses", Pause)
+    exemptions, exemptions_ok = _items(frame, "exemptions", Exemption)
+    good = frame.get_column("_ok").to_numpy() & pauses_ok & exemptions_ok
+    valid: list[ValidatedKind] = []
+    passed = frame.lazy().filter(pl.Series(good))
+    for name in frame.filter(pl.Series(good)).get_column("kind").unique(maintain_order=True).to_list():
+        part = passed.filter(kind == name).select(_batch_columns(name, tuple(fields[name]))).collect()
+        batch = _batch(name, part, fields[name], pauses, exemptions)
+        valid.append(ValidatedKind(name, batch, chunk.lines[part.get_column("_row").to_numpy()]))
+    return valid, [*chunk.records, *chunk.originals(np.flatnonzero(~good))]
+
+
+def _items(frame: pl.DataFrame, name: str, model: type[BaseModel]) -> tuple[pl.DataFrame, np.ndarray]:
+    """List items (pauses, exemptions) as one converted table with the chunk row each belongs to; and per
+    row, whether all its items are valid."""
+    specs = _flat_specs(model)
+    exploded = (
+        frame.select("_row", pl.col(name))
+        .filter(pl.col(name).list.len() > 0)
+        .explode(name)
+        .select("_row", pl.col(name).is_not_null().alias("_item"), pl.col(name).struct.unnest())
+    )
+    table = (
+        _convert(exploded.lazy(), specs)
+        .with_columns((_valid(specs) & pl.col("_item")).fill_null(False).alias("_ok"))
+        .collect()
+    )
+    ok = np.ones(frame.height, bool)
+    ok[table.filter(~pl.col("_ok")).get_column("_row").to_numpy()] = False
+    return table, ok
+
+
+@functools.cache
+def _batch_columns(kind: str, fields: tuple[str, ...]) -> list[str]:
+    """The converted columns ``_batch`` reads for these fields: a narrow slice of the chunk's frame."""
+    specs = _flat_specs(CASE_MODELS[kind])
+    names = ["_row", "case_id"]
+    for path in fields:
+        spec = specs.get(path)
+        if spec is None:
+            continue
+        names += {
+            "timestamp": [f"{path}#day"],
+            "number": [f"{path}#v"],
+            "integer": [f"{path}#v"],
+            "money": [f"{path}#v", f"{path}#fen"],
+            "boolean": [f"{path}#v"],
+        }.get(spec.form, [path])
+    return list(dict.fromkeys(names))
+
+
+def _batch(
+    kind: str, rows: pl.DataFrame, fields: list[str], pauses: pl.DataFrame, exemptions: pl.DataFrame
+) -> Batch:
+    """The same ``Batch`` that ``Batch.from_cases`` builds from the validated models of these rows."""
+    n = rows.height
+    specs = _flat_specs(CASE_MODELS[kind])
+    columns: dict[str, np.ndarray] = {}
+    fen: dict[str, np.ndarray] = {}
+    day_row = date_rows(kind, tuple(fields))
+    days = np.full((len(day_row), n), _NAT, np.int64)
+    for path in fields:
+        spec = specs.get(path)
+        form = field_type(kind, path)
+        if spec is None:  # a field this kind does not have reads as absent, as on a model
+            if form in ("number", "money"):
+                columns[path] = np.full(n, np.nan)
+                fen.update({path: np.zeros(n, np.int64)} if form == "money" else {})
+            elif form != "date":
+                columns[path] = np.full(n, None, object)
+            continue
+        if form == "date":
+            days[day_row[path]] = rows.get_column(f"{path}#day").fill_null(_NAT).to_numpy()
+        elif form in ("number", "money"):
+            columns[path] = rows.get_column(f"{path}#v").fill_null(np.nan).to_numpy()
+            if form == "money":
+                fen[path] = rows.get_column(f"{path}#fen").fill_null(0).to_numpy()
+        elif spec.form == "boolean":
+            value = rows.get_column(f"{path}#v")
+            columns[path] = np.array(
+                (value if spec.default is None else value.fill_null(spec.default)).to_list(), object
+            )
+        else:
+            columns[path] = np.array(rows.get_column(path).to_list(), object)
+    dates = days.view("datetime64[D]")
+    for path, i in day_row.items():
+        columns[path] = dates[i]
+    # Chunk row → this batch's row, to re-point the items.
+    chunk_rows = rows.get_column("_row").to_numpy()
+    position = np.full(int(chunk_rows.max()) + 1, -1, np.int64)
+    position[chunk_rows] = np.arange(n)
+    mine = pauses.filter(pl.col("_row").is_in(pl.Series(chunk_rows).implode()))
+    table = np.empty((4, mine.height), np.int64)
+    table[0] = position[mine.get_column("_row").to_numpy()]
+    table[1] = (
+        mine.get_column("reason")
+        .replace_strict(PAUSE_REASONS, range(len(PAUSE_REASONS)), return_dtype=pl.Int64)
+        .to_numpy()
+    )
+    table[2] = mine.get_column("start#day").to_numpy()
+    table[3] = mine.get_column("end#day").fill_null(_NAT).to_numpy()
+    bounds = table[2:].view("datetime64[D]")
+    reasons = np.array(mine.get_column("reason").to_list(), object)
+    batch_exemptions: dict[str, np.ndarray] = {}
+    for row, rule, reason in (
+        exemptions.filter(pl.col("_row").is_in(pl.Series(chunk_rows).implode()))
+        .select("_row", "rule", "reason")
+        .iter_rows()
+    ):
+        batch_exemptions.setdefault(rule, np.full(n, None, object))[position[row]] = reason
+    return Batch(
+        kind,
+        np.array(rows.get_column("case_id").to_list(), object),
+        {path: columns[path] for path in fields},
+        fen,
+        Pauses(table[0], reasons, bounds[0], bounds[1], table[1], table[2:]),
+        batch_exemptions,
+        days,
+        day_row,
+    )

@@ -1,0 +1,299 @@
+"""The column checks (engine/ingest.py) against pydantic: never accept what the models refuse, and
+build the very batch ``Batch.from_cases`` builds from the models for what they accept.
+
+Records come from the generator and are then damaged at random: values of the wrong JSON type, numeric
+strings, nulls, impossible dates, time zones and fractions, repeated and escaped keys, unknown fields,
+broken lines. Whatever a record turns into, it must come out either in a batch equal to pydantic's, or
+as the very record it was, for pydantic to judge.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import orjson
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from engine.cases import InvalidCase, validate_case
+from engine.core import Engine
+from engine.generate import generate_cases, write_cases
+from engine.ingest import RecordFrame, read_ndjson_frames, read_parquet_frames, validate_frame
+from engine.measures import Batch
+from engine.scan import ChunkChecker
+
+BASE = list(generate_cases(400, seed=11))
+
+
+@pytest.fixture(scope="module")
+def fields() -> dict[str, list[str]]:
+    # The fields a scan asks for: the rules', the report's grouping keys and the aggregates'.
+    return ChunkChecker(Engine.load(engine="columnar"), date(2026, 11, 24), "month", "district").fields
+
+
+def assert_same_batch(fast: Batch, reference: Batch) -> None:
+    assert fast.kind == reference.kind
+    assert fast.case_id.tolist() == reference.case_id.tolist()
+    assert list(fast.columns) == list(reference.columns)
+    for path, column in reference.columns.items():
+        mine = fast.columns[path]
+        assert mine.dtype == column.dtype, path
+        if column.dtype.kind in "fM":
+            assert np.array_equal(mine, column, equal_nan=True), path
+        else:
+            assert mine.tolist() == column.tolist(), path
+    assert fast.fen.keys() == reference.fen.keys()
+    for path, fen in reference.fen.items():
+        assert fast.fen[path].tolist() == fen.tolist(), path
+    assert {k: v.tolist() for k, v in fast.exemptions.items()} == {
+        k: v.tolist() for k, v in reference.exemptions.items()
+    }
+    for name in ("row", "code", "days"):
+        assert np.array_equal(getattr(fast.pauses, name), getattr(reference.pauses, name)), name
+    assert fast.pauses.reason.tolist() == reference.pauses.reason.tolist()
+    assert np.array_equal(fast.days, reference.days)
+    assert fast.day_row == reference.day_row
+
+
+def check_chunks(
+    chunks: list[RecordFrame], originals: dict[int, Any], fields: dict[str, list[str]]
+) -> tuple[int, int]:
+    """Every line accounted for once; fast rows valid with pydantic's batch; others handed over intact."""
+    fast_lines: list[int] = []
+    slow_lines: list[int] = []
+    for chunk in chunks:
+        slow_lines.extend(line for line, _ in chunk.unreadable)
+        checked, records = validate_frame(chunk, fields)
+        for kind in checked:
+            lines = kind.lines.tolist()
+            fast_lines.extend(lines)
+            models = [validate_case(originals[line]) for line in lines]  # raises if pydantic refuses
+            assert {m.kind for m in models} == {kind.kind}
+            assert_same_batch(kind.batch, Batch.from_cases(kind.kind, models, fields[kind.kind]))
+        for located in records:
+            slow_lines.append(located.line)
+            assert located.record == originals[located.line]
+    assert sorted(fast_lines + slow_lines) == sorted(originals)
+    return len(fast_lines), len(slow_lines)
+
+
+def test_generated_cases_take_the_fast_path(tmp_path: Path, fields: dict[str, list[str]]) -> None:
+    """Without this, routing everything to pydantic would pass every other test here."""
+    records = list(generate_cases(3000, seed=4))
+    write_cases(records, tmp_path / "in.ndjson")
+    write_cases(records, tmp_path / "in.parquet")
+    originals = dict(enumerate(records, 1))
+    fast, slow = check_chunks(list(read_ndjson_frames(tmp_path / "in.ndjson", 1000)), originals, fields)
+    assert (fast, slow) == (3000, 0)
+    parquet = {line: record for line, record in originals.items()}
+    fast, slow = check_chunks(list(read_parquet_frames(tmp_path / "in.parquet", 1000)), parquet, fields)
+    assert (fast, slow) == (3000, 0)
+
+
+# Values a field may be damaged into: wrong types, lookalikes and boundaries of every form.
+ODD_VALUES = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-3, 3),
+    st.sampled_from([0.0, -0.0, 1e-8, 2.0, 150.0, 150.5, 1e300, 12345678901234567.0]),
+    st.sampled_from(
+        [
+            "",
+            " ",
+            "0",
+            "-1",
+            "1.5",
+            "1.234",
+            "1.230",
+            "1e3",
+            "NaN",
+            "inf",
+            "true",
+            "True",
+            "abc",
+            "2.0",
+            "007",
+            "99999999999999.99",
+            "2024-02-30",
+            "2024-02-29",
+            "2003-12-31",
+            "2027-01-01",
+            "2026-12-31T23:30:00",
+            "2026-12-31T16:30:00Z",
+            "2004-01-01T00:30:00+09:00",
+            "2020-01-31T23:30:00-05:00",
+            "2024-04-19T08:44",
+            "2024-04-19 08:44:07.5",
+            "2024-04-19T08:44:07.1234567",
+            "2024-04-19t08:44",
+            "2024-04-19T24:00",
+            "2024-04-19T08:60",
+            "2024-04-19T08:44:60",
+            "2024-04-19T08:44+24:00",
+            "2024-04-19T08:44+0800",
+            "2024-04-19T08:44+08",
+            "20240419",
+            "2024-4-19",
+            " 2024-04-19",
+            "online",
+            "residential",
+            "tender",
+            "user_internal_works",
+        ]
+    ),
+    st.just({}),
+    st.just({"mode": "commitment_filing", "submitted_at": "2024-01-03"}),
+    st.just([]),
+    st.just([None]),
+    st.just(["x"]),
+    st.just([{"reason": "other", "start": "2024-01-03", "end": "2024-01-02"}]),
+    st.just([{"rule": "water.no_external.2wd", "reason": ""}]),
+)
+
+
+def _paths(value: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    found = [prefix] if prefix else []
+    if isinstance(value, dict):
+        for key, item in value.items():
+            found.extend(_paths(item, (*prefix, key)))
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            found.extend(_paths(item, (*prefix, i)))
+    return found
+
+
+def _set(record: Any, path: tuple[Any, ...], value: Any) -> None:
+    for part in path[:-1]:
+        record = record[part]
+    record[path[-1]] = value
+
+
+@st.composite
+def damaged_line(draw: st.DrawFn) -> bytes:
+    record = orjson.loads(orjson.dumps(draw(st.sampled_from(BASE))))
+    for _ in range(draw(st.integers(0, 3))):
+        paths = _paths(record)
+        path = draw(st.sampled_from(paths)) if paths else ("case_id",)
+        with contextlib.suppress(TypeError, KeyError, IndexError):  # the path's parent was replaced
+            _set(record, path, copy.deepcopy(draw(ODD_VALUES)))  # st.just() shares its object
+    if draw(st.booleans()):
+        record[draw(st.sampled_from(["note", "start", "rule", "approval_extra"]))] = copy.deepcopy(
+            draw(ODD_VALUES)
+        )
+    line = orjson.dumps(record)
+    trick = draw(st.sampled_from(["none", "none", "repeat", "escape", "spaces", "broken", "array"]))
+    if trick == "repeat" and len(record) > 1:  # the same key twice: orjson keeps the last
+        key = draw(st.sampled_from(sorted(record)))
+        line = b"{" + orjson.dumps(key) + b":" + orjson.dumps(draw(ODD_VALUES)) + b"," + line[1:]
+    elif trick == "escape":  # a key spelt with an escape: the same key to any JSON reader
+        line = line.replace(b'"case_id"', b'"case\\u005fid"', 1)
+    elif trick == "spaces":
+        line = line.replace(b'":', b'" :\t', 2)
+    elif trick == "broken":
+        line = line[: len(line) // 2]
+    elif trick == "array":
+        line = b"[" + line + b"]"
+    return line
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(lines=st.lists(damaged_line(), min_size=1, max_size=40))
+def test_ndjson_column_checks_agree_with_pydantic(
+    lines: list[bytes], tmp_path_factory: pytest.TempPathFactory, fields: dict[str, list[str]]
+) -> None:
+    path = tmp_path_factory.mktemp("ingest") / "in.ndjson"
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    originals: dict[int, Any] = {}
+    for number, line in enumerate(lines, 1):
+        try:
+            originals[number] = orjson.loads(line)
+        except orjson.JSONDecodeError:
+            originals[number] = None  # reported as unreadable, never checked
+    chunks = list(read_ndjson_frames(path, 7))
+    unreadable = {line for chunk in chunks for line, _ in chunk.unreadable}
+    assert unreadable == {n for n, value in originals.items() if value is None}
+    check_chunks(chunks, originals, fields)
+
+
+def test_a_valid_form_the_column_checks_do_not_know_still_gets_its_verdict(tmp_path: Path) -> None:
+    """``"yes"`` for a boolean: pydantic reads it as true, the column checks leave it to pydantic."""
+    record = {
+        "case_id": "W-1",
+        "kind": "water_connection",
+        "customer_type": "residential",
+        "applied_at": "2024-03-04",
+        "connected_at": "2024-03-05",
+        "external_works_m": 0,
+        "special_project": "yes",
+        "steps": 2,
+        "materials": 1,
+    }
+    assert validate_case(record).special_project is True  # type: ignore[union-attr]
+    (tmp_path / "in.ndjson").write_bytes(orjson.dumps(record) + b"\n")
+    (chunk,) = read_ndjson_frames(tmp_path / "in.ndjson", 10)
+    checker = ChunkChecker(Engine.load(engine="columnar"), date(2026, 11, 24), "month", None)
+    checked, records = validate_frame(chunk, checker.fields)
+    assert (checked, [r.record for r in records]) == ([], [record])
+    outcome = checker.check(chunk)
+    assert (outcome.checked, outcome.errors) == (1, [])
+
+
+def test_parquet_columns_of_another_type_go_to_pydantic(tmp_path: Path, fields: dict[str, list[str]]) -> None:
+    """A case_id column of integers is refused by the models; read as text it would look valid."""
+    records = [dict(r) for r in BASE[:50]]
+    table = pa.Table.from_pylist(records)
+    ids = pa.array(range(50), pa.int64())
+    table = table.set_column(table.schema.get_field_index("case_id"), "case_id", ids)
+    pq.write_table(table, tmp_path / "in.parquet")
+    (chunk,) = read_parquet_frames(tmp_path / "in.parquet", 100)
+    checked, records_out = validate_frame(chunk, fields)
+    assert checked == []
+    assert [r.record["case_id"] for r in records_out] == list(range(50))
+    for located in records_out:
+        with pytest.raises(InvalidCase):
+            validate_case(located.record)
+
+
+@st.composite
+def timestamp_text(draw: st.DrawFn) -> str:
+    """Dates and times around a New Year, with and without seconds, fractions and offsets."""
+    day = draw(st.sampled_from(["2025-12-31", "2026-01-01", "2026-01-02", "2026-02-29", "2026-13-01"]))
+    if draw(st.booleans()):
+        return day
+    clock = f"{draw(st.integers(0, 24)):02d}:{draw(st.sampled_from([0, 30, 59, 60])):02d}"
+    if draw(st.booleans()):
+        clock += f":{draw(st.sampled_from([0, 59, 60])):02d}"
+        if draw(st.booleans()):
+            clock += "." + draw(st.sampled_from(["5", "123456", "1234567"]))
+    zone = draw(st.sampled_from(["", "", "Z", "+08:00", "-05:30", "+14:00", "+23:59", "+24:00", "+0800"]))
+    return f"{day}{draw(st.sampled_from(['T', ' ']))}{clock}{zone}"
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(pairs=st.lists(st.tuples(timestamp_text(), timestamp_text()), min_size=1, max_size=30))
+def test_time_zones_and_order_agree_with_pydantic(
+    pairs: list[tuple[str, str]], tmp_path_factory: pytest.TempPathFactory, fields: dict[str, list[str]]
+) -> None:
+    """Local dates across midnight and zones, and "decided before applied" by instant or by date."""
+    records = [
+        {
+            "case_id": f"L-{i}",
+            "kind": "loan",
+            "applied_at": applied,
+            "decided_at": decided,
+            "steps": 1,
+            "materials": 0,
+        }
+        for i, (applied, decided) in enumerate(pairs)
+    ]
+    path = tmp_path_factory.mktemp("stamps") / "in.ndjson"
+    path.write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in records))
+    check_chunks(list(read_ndjson_frames(path, 100)), dict(enumerate(records, 1)), fields)
