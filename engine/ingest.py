@@ -298,8 +298,7 @@ def _ndjson_frame(name: str, lines: list[bytes], numbers: np.ndarray) -> RecordF
         chunk = RecordFrame.of_records(name, records)
         chunk.unreadable = unreadable
         return chunk
-    # split("\n"), not splitlines(): a JSON string may hold U+2028, which splitlines() would cut at.
-    text = pl.Series(body.decode("utf-8", "replace").split("\n")[:-1])
+    text = pl.Series(pa.array(lines, pa.binary())).cast(pl.String)  # Polars read it: valid UTF-8
     keys, mistyped = _key_patterns()
     present = frame.select(_present_keys()).to_series()
     typed = ((text.str.count_matches(keys) == present) & ~text.str.contains(mistyped)).to_numpy()
@@ -563,9 +562,14 @@ def validate_frame(
     valid_kind: Any = pl
     for name, model in CASE_MODELS.items():
         valid_kind = valid_kind.when(kind == name).then(_valid(_flat_specs(model)))
+    # Only what the batches read is kept: the parsed parts of every column would double the memory.
+    keep = {"_row": None, "kind": None, "pauses": None, "exemptions": None, "_ok": None}
+    for name, paths in fields.items():
+        keep.update(dict.fromkeys(_batch_columns(name, tuple(paths))))
     frame = (
         _convert(chunk.frame.lazy().with_row_index("_row"), specs)
         .with_columns(valid_kind.otherwise(False).fill_null(False).alias("_ok"))
+        .select(list(keep))
         .collect()
     )
     pauses, pauses_ok = _items(frame, "pauses", Pause)

@@ -37,7 +37,7 @@ from engine.measures import Batch, measure_batch
 SUFFIXES = {".ndjson": "ndjson", ".jsonl": "ndjson", ".json": "json", ".csv": "csv", ".parquet": "parquet"}
 CHUNK = 20_000
 # Rows per frame chunk: Polars plans each chunk's checks once (tens of ms), so frames are larger.
-FRAME_CHUNK = 100_000
+FRAME_CHUNK = 50_000
 GROUP_FIELDS = ("district", "department", "channel")
 
 # Fixed schemas: a chunk where a column happens to be all null must still write the file's own types.
@@ -68,6 +68,20 @@ RESULTS_SCHEMA = {
     "deadline": pl.Date,
     "excluded": pl.Int64,
 }
+
+REPEATING_COLUMNS = [
+    "kind",
+    "file",
+    "district",
+    "department",
+    "verdict",
+    "rule",
+    "status",
+    "outcome",
+    "severity",
+    "limit",
+    "unit",
+]
 
 # Outcome code prefix → rule status (the codes are the plan's, see engine/executors/plan.py).
 STATUS_OF_CODE = {
@@ -609,7 +623,14 @@ class Scanner:
     def _write(self, name: str, table: pa.Table) -> None:
         writer = self._writers.get(name)
         if writer is None:
-            writer = self._writers[name] = pq.ParquetWriter(self.out / f"{name}.parquet", table.schema)
+            # zstd and dictionaries only where values repeat: case_ids are unique, a dictionary of them
+            # costs time and space for nothing.
+            writer = self._writers[name] = pq.ParquetWriter(
+                self.out / f"{name}.parquet",
+                table.schema,
+                compression="zstd",
+                use_dictionary=REPEATING_COLUMNS,
+            )
         writer.write_table(table)
 
     def summary(self) -> dict[str, Any]:
