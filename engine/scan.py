@@ -248,14 +248,13 @@ def _verdicts(fails: np.ndarray, pending: np.ndarray, mandatory: np.ndarray) -> 
 
 
 def _failed_rules(fails: np.ndarray, rule_ids: list[str]) -> pl.Series:
-    """Per case, the ids of its failing rules; built by Polars, as a list per row costs ~6 µs a case."""
-    if not rule_ids:
-        return pl.Series([[]] * len(fails), dtype=pl.List(pl.String))
-    failing = pl.DataFrame({rule_id: fails[:, i] for i, rule_id in enumerate(rule_ids)})
-    lists = failing.select(
-        pl.concat_list([pl.when(pl.col(r)).then(pl.lit(r)) for r in rule_ids]).list.drop_nulls().alias("f")
-    )
-    return lists["f"]
+    """Per case, the ids of its failing rules, as one Arrow list column built from offsets: a Python
+    list per case would cost more than checking the case."""
+    rows, columns = np.nonzero(fails)  # row-major: each case's failures together, in rule order
+    offsets = np.zeros(len(fails) + 1, np.int64)
+    np.cumsum(np.bincount(rows, minlength=len(fails)), out=offsets[1:])
+    values = pa.array(np.array(rule_ids, object)[columns] if len(columns) else [], pa.large_string())
+    return pl.Series(pa.LargeListArray.from_arrays(pa.array(offsets), values))
 
 
 def _add(into: dict[str, int], names: Iterable[str], counts: Iterable[int]) -> None:

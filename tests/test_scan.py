@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from engine import Engine
 from engine.cases import validate_case
 from engine.generate import generate_cases, write_cases
-from engine.scan import Scanner, SeenCaseIds, input_files
+from engine.scan import Scanner, SeenCaseIds, _failed_rules, input_files
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT / "cases" / "samples"
@@ -261,3 +261,9 @@ def test_seen_case_ids_match_a_dict(chunks: list[list[str | None]]) -> None:
                 reference[case_id] = place
                 expected.append(None)
         assert seen.first_seen(chunk, "f.ndjson", lines) == expected
+
+
+def test_failed_rules_lists_each_cases_failures_in_rule_order() -> None:
+    fails = np.array([[False, True, True], [False, False, False], [True, False, False]])
+    assert _failed_rules(fails, ["a", "b", "c"]).to_list() == [["b", "c"], [], ["a"]]
+    assert _failed_rules(np.zeros((2, 0), bool), []).to_list() == [[], []]
