@@ -1,7 +1,7 @@
 """The columnar executor: the plan compiled into Polars expressions over a whole batch at once.
 
-Every rule becomes one ``when/then`` chain choosing its outcome code; Polars evaluates all rules of a
-kind over all rows in one ``select``, with no Python per row. A comparison on an absent (null) value is
+Every rule becomes one ``when/then`` chain choosing its outcome; Polars evaluates all rules of a kind
+over all rows in two ``select``s, with no Python per row. A comparison on an absent (null) value is
 false, as in durable_rules, so both executors read the same plan the same way.
 """
 
@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import functools
 import operator
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import polars as pl
 
-from engine.executors.facts import fact_columns
-from engine.executors.plan import And, Cmp, Has, KindPlan, Lacks, Or, Predicate, Ref
+from engine.executors.facts import fact_sources
+from engine.executors.plan import And, Cmp, Has, KindPlan, Lacks, Or, Predicate, Ref, first_match
 from engine.measures import Measured
 
 COMPARE = {
@@ -27,43 +29,108 @@ COMPARE = {
     "ge": operator.ge,
 }
 
+Atom = Cmp | Has | Lacks
+
+
+def compile_atom(atom: Atom) -> pl.Expr:
+    """An atom as a Polars boolean expression: null where a comparison meets an absent value."""
+    if isinstance(atom, Has):
+        return pl.col(atom.key).is_not_null()
+    if isinstance(atom, Lacks):
+        return pl.col(atom.key).is_null()
+    right = pl.col(atom.value.key) if isinstance(atom.value, Ref) else pl.lit(atom.value)
+    return COMPARE[atom.op](pl.col(atom.key), right)
+
+
+def compile_condition(predicate: Predicate, atom: Callable[[Atom], pl.Expr] = compile_atom) -> pl.Expr:
+    """A plan predicate as a Polars boolean expression: true where it holds, false or null elsewhere.
+
+    Null only ever means "does not hold": a predicate has no negation (``lower`` pushes it into the
+    atoms), so if reading its null atoms as false makes it false, Polars' three-valued AND/OR give false
+    or null, never true. A ``when`` takes null as false, so conditions need no ``fill_null`` per atom.
+    ``atom`` compiles the atoms, e.g. as references to columns that hold them already.
+    """
+    if isinstance(predicate, And | Or):
+        parts = [compile_condition(p, atom) for p in predicate.parts]
+        if not parts:  # an empty conjunction always holds, an empty disjunction never
+            return pl.lit(isinstance(predicate, And))
+        return functools.reduce(operator.and_ if isinstance(predicate, And) else operator.or_, parts)
+    return atom(predicate)
+
 
 def compile_predicate(predicate: Predicate) -> pl.Expr:
-    """A plan predicate as a Polars boolean expression that is never null."""
-    if isinstance(predicate, And):
-        return functools.reduce(operator.and_, (compile_predicate(p) for p in predicate.parts))
-    if isinstance(predicate, Or):
-        return functools.reduce(operator.or_, (compile_predicate(p) for p in predicate.parts))
-    if isinstance(predicate, Has):
-        return pl.col(predicate.key).is_not_null()
-    if isinstance(predicate, Lacks):
-        return pl.col(predicate.key).is_null()
-    assert isinstance(predicate, Cmp)
-    right = pl.col(predicate.value.key) if isinstance(predicate.value, Ref) else pl.lit(predicate.value)
-    return COMPARE[predicate.op](pl.col(predicate.key), right).fill_null(False)
+    """A plan predicate as a Polars boolean expression that is never null, for counting or keeping."""
+    return compile_condition(predicate).fill_null(False)
 
 
-def compile_plan(plan: KindPlan) -> list[pl.Expr]:
-    """One expression per rule, named by its index, giving the outcome code of every row."""
-    expressions = []
+def _atoms(predicate: Predicate) -> list[Atom]:
+    if isinstance(predicate, And | Or):
+        return [atom for part in predicate.parts for atom in _atoms(part)]
+    return [predicate]
+
+
+@dataclass(frozen=True)
+class CompiledKind:
+    """A kind's plan as two selects: its atoms, each once, then every rule's first-match chain over them.
+
+    The rules of a kind test the same few atoms (the effective date, the first condition) again and
+    again; as columns, each is computed once per batch, and the chains only combine boolean columns.
+    An atom's column is named by its repr, which no fact key can be.
+    """
+
+    atoms: list[pl.Expr]
+    chains: list[pl.Expr]
+    # Per rule: its id and the keys without which no outcome of it holds (``FirstMatch.required``).
+    required: list[tuple[str, tuple[str, ...]]]
+
+
+def compile_plan(plan: KindPlan) -> CompiledKind:
+    """Each rule's chain gives the position of its first residual guard that holds, named by rule index.
+
+    The position, not the code: a small integer per row is far cheaper to produce than a string, and
+    the codes are looked up once per column afterwards.
+    """
+    atoms: dict[str, pl.Expr] = {}
+    chains = []
+    required = []
     for rule_plan in plan.rules:
         chain: Any = pl
-        # The outcome's position, not its code: a small integer per row is far cheaper to produce than a
-        # string, and the codes are looked up once per column afterwards.
-        for position, outcome in enumerate(rule_plan.outcomes):
-            chain = chain.when(compile_predicate(outcome.predicate)).then(pl.lit(position, pl.UInt8))
-        expressions.append(chain.otherwise(pl.lit(None, pl.UInt8)).alias(str(rule_plan.index)))
-    return expressions
+        matching = first_match(rule_plan.outcomes)
+        for position, guard in enumerate(matching.guards):
+            for atom in _atoms(guard):
+                atoms.setdefault(repr(atom), compile_atom(atom).alias(repr(atom)))
+            condition = compile_condition(guard, lambda a: pl.col(repr(a)))
+            chain = chain.when(condition).then(pl.lit(position, pl.UInt8))
+        chains.append(chain.otherwise(pl.lit(None, pl.UInt8)).alias(str(rule_plan.index)))
+        required.append((rule_plan.rule.id, matching.required))
+    return CompiledKind(list(atoms.values()), chains, required)
 
 
-def _series(name: str, column: np.ndarray) -> pl.Series:
-    if column.dtype.kind == "f":
-        return pl.Series(name, column, nan_to_null=True)
-    return pl.Series(name, column.tolist(), strict=False)
+def _series(key: str, column: np.ndarray | None, absent: pl.Series) -> pl.Series:
+    """A fact column as a Polars Series, null where absent; each kind of column by its cheapest path.
+
+    Numbers, and dates as their day numbers, are float64 with NaN turned into null as Polars copies
+    them; presence flags become 1.0 or null the same way; a flag no row carries shares one all-null
+    column. Only text and booleans go through Python objects.
+    """
+    if column is None:
+        return absent.alias(key)
+    kind = column.dtype.kind
+    if kind == "M":
+        days = column.view(np.int64).astype(np.float64)
+        days[np.isnat(column)] = np.nan
+        return pl.Series(key, days, nan_to_null=True)
+    if kind == "f":
+        return pl.Series(key, column, nan_to_null=True)
+    if kind == "b":
+        return pl.Series(key, np.where(column, 1.0, np.nan), nan_to_null=True)
+    return pl.Series(key, column.tolist(), strict=False)
 
 
 def fact_frame(plan: KindPlan, measured: Measured) -> pl.DataFrame:
-    return pl.DataFrame([_series(key, column) for key, column in fact_columns(plan, measured).items()])
+    """Every key the plan's predicates read, as a column; null where the fact lacks the key."""
+    absent = pl.repeat(None, measured.batch.n, dtype=pl.Boolean, eager=True)
+    return pl.DataFrame([_series(key, column, absent) for key, column in fact_sources(plan, measured)])
 
 
 class ColumnarExecutor:
@@ -79,8 +146,17 @@ class ColumnarExecutor:
         """One column per rule (named by rule index), one row per case: the position of the outcome
         that holds in the rule's ``outcomes``."""
         frame = fact_frame(plan, measured)
-        outcomes = frame.lazy().select(self._compiled[plan.kind]).collect()
-        unmatched = [plan.rules[int(c)].rule.id for c in outcomes.columns if outcomes[c].null_count()]
+        compiled = self._compiled[plan.kind]
+        # Eager: the atoms are shared by hand, so a lazy query's optimiser would only add its own cost.
+        outcomes = frame.select(compiled.atoms).select(compiled.chains)
+        lacking = {
+            key for key in {k for _, keys in compiled.required for k in keys} if frame[key].null_count()
+        }
+        unmatched = [
+            rule_id
+            for column, (rule_id, keys) in zip(outcomes.columns, compiled.required, strict=True)
+            if lacking.intersection(keys) or outcomes[column].null_count()
+        ]
         if unmatched:
             raise RuntimeError(f"no outcome matched for rules {', '.join(unmatched)}")
         return outcomes
