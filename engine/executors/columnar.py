@@ -11,7 +11,6 @@ import functools
 import operator
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import polars as pl
@@ -94,43 +93,60 @@ def compile_plan(plan: KindPlan) -> CompiledKind:
     chains = []
     required = []
     for rule_plan in plan.rules:
-        chain: Any = pl
         matching = first_match(rule_plan.outcomes)
-        for position, guard in enumerate(matching.guards):
+        tested = list(enumerate(matching.guards))
+        # A guard that always holds (nothing left to test) ends the chain: later outcomes are unreachable.
+        last = next((position for position, guard in tested if guard == And(())), None)
+        chain = pl.lit(last, pl.UInt8)
+        for position, guard in reversed(tested[:last]):
             for atom in _atoms(guard):
                 atoms.setdefault(repr(atom), compile_atom(atom).alias(repr(atom)))
             condition = compile_condition(guard, lambda a: pl.col(repr(a)))
-            chain = chain.when(condition).then(pl.lit(position, pl.UInt8))
-        chains.append(chain.otherwise(pl.lit(None, pl.UInt8)).alias(str(rule_plan.index)))
+            chain = pl.when(condition).then(pl.lit(position, pl.UInt8)).otherwise(chain)
+        chains.append(chain.alias(str(rule_plan.index)))
         required.append((rule_plan.rule.id, matching.required))
     return CompiledKind(list(atoms.values()), chains, required)
 
 
-def _series(key: str, column: np.ndarray | None, absent: pl.Series) -> pl.Series:
+def _series(column: np.ndarray | None, n: int) -> pl.Series:
     """A fact column as a Polars Series, null where absent; each kind of column by its cheapest path.
 
     Numbers, and dates as their day numbers, are float64 with NaN turned into null as Polars copies
-    them; presence flags become 1.0 or null the same way; a flag no row carries shares one all-null
-    column. Only text and booleans go through Python objects.
+    them (dates with no NaT go as their int64 day numbers, without a mask); presence flags become 1.0 or
+    null the same way, and a flag no row carries (None) is all null. Only text and booleans go through
+    Python objects.
     """
     if column is None:
-        return absent.alias(key)
+        return pl.Series(np.full(n, np.nan), nan_to_null=True)
     kind = column.dtype.kind
     if kind == "M":
+        missing = np.isnat(column)
+        if not missing.any():
+            return pl.Series(column.view(np.int64))
         days = column.view(np.int64).astype(np.float64)
-        days[np.isnat(column)] = np.nan
-        return pl.Series(key, days, nan_to_null=True)
+        days[missing] = np.nan
+        return pl.Series(days, nan_to_null=True)
     if kind == "f":
-        return pl.Series(key, column, nan_to_null=True)
+        return pl.Series(column, nan_to_null=True)
     if kind == "b":
-        return pl.Series(key, np.where(column, 1.0, np.nan), nan_to_null=True)
-    return pl.Series(key, column.tolist(), strict=False)
+        return pl.Series(np.where(column, 1.0, np.nan), nan_to_null=True)
+    return pl.Series(column.tolist(), strict=False)
 
 
 def fact_frame(plan: KindPlan, measured: Measured) -> pl.DataFrame:
-    """Every key the plan's predicates read, as a column; null where the fact lacks the key."""
-    absent = pl.repeat(None, measured.batch.n, dtype=pl.Boolean, eager=True)
-    return pl.DataFrame([_series(key, column, absent) for key, column in fact_sources(plan, measured)])
+    """Every key the plan's predicates read, as a column; null where the fact lacks the key.
+
+    Keys often share a column (a flag no case sets, one field measured by several rules, a field that
+    is also a measure): each array is converted once and aliased for the others.
+    """
+    converted: dict[int, pl.Series] = {}
+    columns = []
+    for key, column in fact_sources(plan, measured):
+        series = converted.get(id(column))
+        if series is None:
+            series = converted[id(column)] = _series(column, measured.batch.n)
+        columns.append(series.alias(key))
+    return pl.DataFrame(columns)
 
 
 class ColumnarExecutor:
@@ -154,8 +170,8 @@ class ColumnarExecutor:
         }
         unmatched = [
             rule_id
-            for column, (rule_id, keys) in zip(outcomes.columns, compiled.required, strict=True)
-            if lacking.intersection(keys) or outcomes[column].null_count()
+            for nulls, (rule_id, keys) in zip(outcomes.null_count().row(0), compiled.required, strict=True)
+            if nulls or lacking.intersection(keys)
         ]
         if unmatched:
             raise RuntimeError(f"no outcome matched for rules {', '.join(unmatched)}")
