@@ -10,7 +10,7 @@ from engine.executors.plan import KindPlan
 from engine.measures import Measured
 
 # Facts carry dates as day numbers since 1970-01-01 (``plan.EPOCH``), which is exactly the int64 behind
-# ``datetime64[D]``: the conversion is a view, with NaT (the smallest int64) turned into NaN.
+# ``datetime64[D]``: the conversion is a view, with NaT (the smallest int64) read as absent.
 _NAT_DAY = int(np.datetime64("NaT", "D").view(np.int64))
 
 
