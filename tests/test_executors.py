@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import operator
 import resource
 from datetime import date
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -14,6 +16,19 @@ from hypothesis import strategies as st
 from engine import Engine
 from engine.cases import validate_case
 from engine.executors.columnar import compile_predicate, fact_frame
+from engine.executors.plan import (
+    And,
+    Cmp,
+    FirstMatch,
+    Has,
+    Lacks,
+    Or,
+    Outcome,
+    Predicate,
+    Ref,
+    RulePlan,
+    first_match,
+)
 from engine.generate import generate_cases
 from engine.measures import Batch, measure_batch
 from engine.rules import KINDS
@@ -62,6 +77,138 @@ def test_outcomes_are_exclusive_and_complete(durable: Engine) -> None:
             )
             counts = held.sum_horizontal().to_numpy()
             assert np.all(counts == 1), f"{rule_plan.rule.id}: outcomes held {set(counts.tolist())} times"
+
+
+_OPERATORS = {
+    "eq": operator.eq,
+    "ne": operator.ne,
+    "lt": operator.lt,
+    "le": operator.le,
+    "gt": operator.gt,
+    "ge": operator.ge,
+}
+
+
+def _holds(predicate: Predicate, fact: dict[str, Any]) -> bool:
+    """What a predicate means (plan.py), written out again: a comparison with an absent value is false."""
+    if isinstance(predicate, And):
+        return all(_holds(p, fact) for p in predicate.parts)
+    if isinstance(predicate, Or):
+        return any(_holds(p, fact) for p in predicate.parts)
+    if isinstance(predicate, Has | Lacks):
+        return (fact[predicate.key] is None) == isinstance(predicate, Lacks)
+    left = fact[predicate.key]
+    right = fact[predicate.value.key] if isinstance(predicate.value, Ref) else predicate.value
+    return left is not None and right is not None and _OPERATORS[predicate.op](left, right)
+
+
+def _first(predicates: list[Predicate], fact: dict[str, Any]) -> int | None:
+    return next((i for i, predicate in enumerate(predicates) if _holds(predicate, fact)), None)
+
+
+def _atoms(predicate: Predicate) -> list[Predicate]:
+    if isinstance(predicate, And | Or):
+        return [atom for part in predicate.parts for atom in _atoms(part)]
+    return [predicate]
+
+
+def _facts(rule_plan: RulePlan) -> st.SearchStrategy[dict[str, Any]]:
+    """Facts over the keys a rule reads: each absent, or a value on either side of (or at) every
+    constant it is compared with, so that every comparison can go either way."""
+    values: dict[str, list[Any]] = {}
+    for outcome in rule_plan.outcomes:
+        for atom in _atoms(outcome.predicate):
+            found = values.setdefault(atom.key, [])
+            if not isinstance(atom, Cmp):
+                continue
+            if isinstance(atom.value, Ref):  # two measures compared: small numbers, often equal
+                found += range(4)
+                values.setdefault(atom.value.key, []).extend(range(4))
+            elif isinstance(atom.value, bool):
+                found += [True, False]
+            elif isinstance(atom.value, str):
+                found += [atom.value, "other"]
+            else:
+                found += [atom.value - 1, atom.value, atom.value + 0.5, atom.value + 1]
+    return st.fixed_dictionaries(
+        {key: st.none() | st.sampled_from(found or [True]) for key, found in values.items()}
+    )
+
+
+@pytest.fixture(scope="module")
+def chains(durable: Engine) -> list[tuple[RulePlan, FirstMatch]]:
+    return [
+        (rule_plan, first_match(rule_plan.outcomes))
+        for plan in durable.plans.values()
+        for rule_plan in plan.rules
+    ]
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_first_match_guards_pick_the_outcome_that_holds(
+    chains: list[tuple[RulePlan, FirstMatch]], data: st.DataObject
+) -> None:
+    """Residual guards in order choose the outcome whose full predicate holds, on any fact."""
+    for rule_plan, matching in chains:
+        fact = data.draw(_facts(rule_plan), label=rule_plan.rule.id)
+        holds = _first([outcome.predicate for outcome in rule_plan.outcomes], fact)
+        if any(fact[key] is None for key in matching.required):
+            assert holds is None, f"{rule_plan.rule.id}: an outcome holds without {matching.required}"
+        else:
+            assert _first(list(matching.guards), fact) == holds, rule_plan.rule.id
+
+
+_KEYS = ("a", "b")
+_atom = st.one_of(
+    st.builds(Has, st.sampled_from(_KEYS)),
+    st.builds(Lacks, st.sampled_from(_KEYS)),
+    st.builds(Cmp, st.sampled_from(_KEYS), st.sampled_from(sorted(_OPERATORS)), st.integers(0, 2)),
+    st.builds(
+        Cmp,
+        st.sampled_from(_KEYS),
+        st.sampled_from(sorted(_OPERATORS)),
+        st.builds(Ref, st.sampled_from(_KEYS)),
+    ),
+)
+_predicate = st.recursive(
+    _atom,
+    lambda inner: st.builds(And, st.tuples(inner, inner)) | st.builds(Or, st.tuples(inner, inner)),
+    max_leaves=4,
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    conjunctions=st.lists(st.lists(_predicate, min_size=1, max_size=4), min_size=1, max_size=6),
+    facts=st.lists(
+        st.fixed_dictionaries({key: st.none() | st.integers(-1, 3) for key in _KEYS}), max_size=20
+    ),
+)
+def test_first_match_guards_on_any_outcome_list(
+    conjunctions: list[list[Predicate]], facts: list[dict[str, Any]]
+) -> None:
+    """Guards are derived for any list of outcomes (not only exclusive ones, as the plan's are)."""
+    outcomes = [Outcome(str(i), And(tuple(parts))) for i, parts in enumerate(conjunctions)]
+    matching = first_match(outcomes)
+    for fact in facts:
+        holds = _first([outcome.predicate for outcome in outcomes], fact)
+        if any(fact[key] is None for key in matching.required):
+            assert holds is None
+        else:
+            assert _first(list(matching.guards), fact) == holds
+
+
+def test_guards_only_drop_parts_of_their_predicates(chains: list[tuple[RulePlan, FirstMatch]]) -> None:
+    """A guard reads no atom its predicate does not, and the guards together read far fewer."""
+    full = residual = 0
+    for rule_plan, matching in chains:
+        assert len(matching.guards) == len(rule_plan.outcomes)
+        for outcome, guard in zip(rule_plan.outcomes, matching.guards, strict=True):
+            assert {repr(a) for a in _atoms(guard)} <= {repr(a) for a in _atoms(outcome.predicate)}
+            full += len(_atoms(outcome.predicate))
+            residual += len(_atoms(guard))
+    assert residual < full / 2
 
 
 def _water(case_id: str, connected: str) -> dict[str, object]:

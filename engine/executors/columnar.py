@@ -1,7 +1,7 @@
 """The columnar executor: the plan compiled into Polars expressions over a whole batch at once.
 
-Every rule becomes one ``when/then`` chain choosing its outcome code; Polars evaluates all rules of a
-kind over all rows in one ``select``, with no Python per row. A comparison on an absent (null) value is
+Every rule becomes one ``when/then`` chain choosing its outcome; Polars evaluates all rules of a kind
+over all rows in two ``select``s, with no Python per row. A comparison on an absent (null) value is
 false, as in durable_rules, so both executors read the same plan the same way.
 """
 
@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import functools
 import operator
-from typing import Any
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 import polars as pl
 
-from engine.executors.facts import fact_columns
-from engine.executors.plan import And, Cmp, Has, KindPlan, Lacks, Or, Predicate, Ref
+from engine.executors.facts import fact_sources
+from engine.executors.plan import And, Cmp, Has, KindPlan, Lacks, Or, Predicate, Ref, first_match
 from engine.measures import Measured
 
 COMPARE = {
@@ -27,43 +28,125 @@ COMPARE = {
     "ge": operator.ge,
 }
 
+Atom = Cmp | Has | Lacks
+
+
+def compile_atom(atom: Atom) -> pl.Expr:
+    """An atom as a Polars boolean expression: null where a comparison meets an absent value."""
+    if isinstance(atom, Has):
+        return pl.col(atom.key).is_not_null()
+    if isinstance(atom, Lacks):
+        return pl.col(atom.key).is_null()
+    right = pl.col(atom.value.key) if isinstance(atom.value, Ref) else pl.lit(atom.value)
+    return COMPARE[atom.op](pl.col(atom.key), right)
+
+
+def compile_condition(predicate: Predicate, atom: Callable[[Atom], pl.Expr] = compile_atom) -> pl.Expr:
+    """A plan predicate as a Polars boolean expression: true where it holds, false or null elsewhere.
+
+    Null only ever means "does not hold": a predicate has no negation (``lower`` pushes it into the
+    atoms), so if reading its null atoms as false makes it false, Polars' three-valued AND/OR give false
+    or null, never true. A ``when`` takes null as false, so conditions need no ``fill_null`` per atom.
+    ``atom`` compiles the atoms, e.g. as references to columns that hold them already.
+    """
+    if isinstance(predicate, And | Or):
+        parts = [compile_condition(p, atom) for p in predicate.parts]
+        if not parts:  # an empty conjunction always holds, an empty disjunction never
+            return pl.lit(isinstance(predicate, And))
+        return functools.reduce(operator.and_ if isinstance(predicate, And) else operator.or_, parts)
+    return atom(predicate)
+
 
 def compile_predicate(predicate: Predicate) -> pl.Expr:
-    """A plan predicate as a Polars boolean expression that is never null."""
-    if isinstance(predicate, And):
-        return functools.reduce(operator.and_, (compile_predicate(p) for p in predicate.parts))
-    if isinstance(predicate, Or):
-        return functools.reduce(operator.or_, (compile_predicate(p) for p in predicate.parts))
-    if isinstance(predicate, Has):
-        return pl.col(predicate.key).is_not_null()
-    if isinstance(predicate, Lacks):
-        return pl.col(predicate.key).is_null()
-    assert isinstance(predicate, Cmp)
-    right = pl.col(predicate.value.key) if isinstance(predicate.value, Ref) else pl.lit(predicate.value)
-    return COMPARE[predicate.op](pl.col(predicate.key), right).fill_null(False)
+    """A plan predicate as a Polars boolean expression that is never null, for counting or keeping."""
+    return compile_condition(predicate).fill_null(False)
 
 
-def compile_plan(plan: KindPlan) -> list[pl.Expr]:
-    """One expression per rule, named by its index, giving the outcome code of every row."""
-    expressions = []
+def _atoms(predicate: Predicate) -> list[Atom]:
+    if isinstance(predicate, And | Or):
+        return [atom for part in predicate.parts for atom in _atoms(part)]
+    return [predicate]
+
+
+@dataclass(frozen=True)
+class CompiledKind:
+    """A kind's plan as two selects: its atoms, each once, then every rule's first-match chain over them.
+
+    The rules of a kind test the same few atoms (the effective date, the first condition) again and
+    again; as columns, each is computed once per batch, and the chains only combine boolean columns.
+    An atom's column is named by its repr, which no fact key can be.
+    """
+
+    atoms: list[pl.Expr]
+    chains: list[pl.Expr]
+    # Per rule: its id and the keys without which no outcome of it holds (``FirstMatch.required``).
+    required: list[tuple[str, tuple[str, ...]]]
+
+
+def compile_plan(plan: KindPlan) -> CompiledKind:
+    """Each rule's chain gives the position of its first residual guard that holds, named by rule index.
+
+    The position, not the code: a small integer per row is far cheaper to produce than a string, and
+    the codes are looked up once per column afterwards.
+    """
+    atoms: dict[str, pl.Expr] = {}
+    chains = []
+    required = []
     for rule_plan in plan.rules:
-        chain: Any = pl
-        # The outcome's position, not its code: a small integer per row is far cheaper to produce than a
-        # string, and the codes are looked up once per column afterwards.
-        for position, outcome in enumerate(rule_plan.outcomes):
-            chain = chain.when(compile_predicate(outcome.predicate)).then(pl.lit(position, pl.UInt8))
-        expressions.append(chain.otherwise(pl.lit(None, pl.UInt8)).alias(str(rule_plan.index)))
-    return expressions
+        matching = first_match(rule_plan.outcomes)
+        tested = list(enumerate(matching.guards))
+        # A guard that always holds (nothing left to test) ends the chain: later outcomes are unreachable.
+        last = next((position for position, guard in tested if guard == And(())), None)
+        chain = pl.lit(last, pl.UInt8)
+        for position, guard in reversed(tested[:last]):
+            for atom in _atoms(guard):
+                atoms.setdefault(repr(atom), compile_atom(atom).alias(repr(atom)))
+            condition = compile_condition(guard, lambda a: pl.col(repr(a)))
+            chain = pl.when(condition).then(pl.lit(position, pl.UInt8)).otherwise(chain)
+        chains.append(chain.alias(str(rule_plan.index)))
+        required.append((rule_plan.rule.id, matching.required))
+    return CompiledKind(list(atoms.values()), chains, required)
 
 
-def _series(name: str, column: np.ndarray) -> pl.Series:
-    if column.dtype.kind == "f":
-        return pl.Series(name, column, nan_to_null=True)
-    return pl.Series(name, column.tolist(), strict=False)
+def _series(column: np.ndarray | None, n: int) -> pl.Series:
+    """A fact column as a Polars Series, null where absent; each kind of column by its cheapest path.
+
+    Numbers, and dates as their day numbers, are float64 with NaN turned into null as Polars copies
+    them (dates with no NaT go as their int64 day numbers, without a mask); presence flags become 1.0 or
+    null the same way, and a flag no row carries (None) is all null. Only text and booleans go through
+    Python objects.
+    """
+    if column is None:
+        return pl.Series(np.full(n, np.nan), nan_to_null=True)
+    kind = column.dtype.kind
+    if kind == "M":
+        missing = np.isnat(column)
+        if not missing.any():
+            return pl.Series(column.view(np.int64))
+        days = column.view(np.int64).astype(np.float64)
+        days[missing] = np.nan
+        return pl.Series(days, nan_to_null=True)
+    if kind == "f":
+        return pl.Series(column, nan_to_null=True)
+    if kind == "b":
+        return pl.Series(np.where(column, 1.0, np.nan), nan_to_null=True)
+    return pl.Series(column.tolist(), strict=False)
 
 
 def fact_frame(plan: KindPlan, measured: Measured) -> pl.DataFrame:
-    return pl.DataFrame([_series(key, column) for key, column in fact_columns(plan, measured).items()])
+    """Every key the plan's predicates read, as a column; null where the fact lacks the key.
+
+    Keys often share a column (a flag no case sets, one field measured by several rules, a field that
+    is also a measure): each array is converted once and aliased for the others.
+    """
+    converted: dict[int, pl.Series] = {}
+    columns = []
+    for key, column in fact_sources(plan, measured):
+        series = converted.get(id(column))
+        if series is None:
+            series = converted[id(column)] = _series(column, measured.batch.n)
+        columns.append(series.alias(key))
+    return pl.DataFrame(columns)
 
 
 class ColumnarExecutor:
@@ -79,8 +162,17 @@ class ColumnarExecutor:
         """One column per rule (named by rule index), one row per case: the position of the outcome
         that holds in the rule's ``outcomes``."""
         frame = fact_frame(plan, measured)
-        outcomes = frame.lazy().select(self._compiled[plan.kind]).collect()
-        unmatched = [plan.rules[int(c)].rule.id for c in outcomes.columns if outcomes[c].null_count()]
+        compiled = self._compiled[plan.kind]
+        # Eager: the atoms are shared by hand, so a lazy query's optimiser would only add its own cost.
+        outcomes = frame.select(compiled.atoms).select(compiled.chains)
+        lacking = {
+            key for key in {k for _, keys in compiled.required for k in keys} if frame[key].null_count()
+        }
+        unmatched = [
+            rule_id
+            for nulls, (rule_id, keys) in zip(outcomes.null_count().row(0), compiled.required, strict=True)
+            if nulls or lacking.intersection(keys)
+        ]
         if unmatched:
             raise RuntimeError(f"no outcome matched for rules {', '.join(unmatched)}")
         return outcomes
