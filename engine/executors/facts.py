@@ -40,19 +40,20 @@ def fact_sources(plan: KindPlan, measured: Measured) -> list[tuple[str, np.ndarr
     return sources
 
 
-def fact_values(column: np.ndarray) -> list[Any]:
-    """A fact column as Python values (one ``tolist``), None where absent; dates as day numbers.
+def fact_values(column: np.ndarray) -> tuple[list[Any], Any]:
+    """A fact column as Python values (one ``tolist``, in C) and the value that marks one absent.
 
-    The path of the durable executor, which asserts one row at a time as a dict.
+    The path of the durable executor, which asserts one row at a time as a dict and skips absent values
+    as it goes: converting them here would cost a pass over the column, which for a batch of one costs
+    more than the ``tolist`` itself. Dates are day numbers (NaT: ``_NAT_DAY``), flags are absent when
+    False, text and booleans when None; numbers are NaN when absent, which no marker equals.
     """
     kind = column.dtype.kind
     if kind == "M":
-        return [None if day == _NAT_DAY else day for day in column.view(np.int64).tolist()]
-    if kind == "f":
-        return [None if value != value else value for value in column.tolist()]  # NaN != NaN
+        return column.view(np.int64).tolist(), _NAT_DAY
     if kind == "b":
-        return [True if flag else None for flag in column.tolist()]
-    return column.tolist()
+        return column.tolist(), False
+    return column.tolist(), None
 
 
 @dataclass
