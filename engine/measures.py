@@ -112,8 +112,13 @@ class Batch:
         fen: dict[str, np.ndarray] = {}
         days = None
         if layout.dates:
+            # ``_day_number`` written out: a function call per value costs as much as the conversion.
             days = np.array(
-                [_day_number(get(case)) for get in layout.date_getters for case in cases],
+                [
+                    _NAT_DAY if (day := get(case)) is None else day.toordinal() - _EPOCH_ORDINAL
+                    for get in layout.date_getters
+                    for case in cases
+                ],
                 np.int64,
             ).reshape(len(layout.dates), n)
             dates = days.view("datetime64[D]")
@@ -121,7 +126,11 @@ class Batch:
                 columns[path] = dates[i]
         if layout.numbers:
             numbers = np.array(
-                [_float(get(case)) for get in layout.number_getters for case in cases],
+                [
+                    _NAN_FLOAT if (x := get(case)) is None else float(x)
+                    for get in layout.number_getters
+                    for case in cases
+                ],
                 np.float64,
             ).reshape(len(layout.numbers), n)
             for i, path in enumerate(layout.numbers):
@@ -131,12 +140,11 @@ class Batch:
             columns[path] = np.array([np.nan if v is None else float(v) for v in values], np.float64)
             fen[path] = np.array([0 if v is None else int(v * 100) for v in values], np.int64)
         if layout.others:
-            values = [[get(case) for case in cases] for get in layout.other_getters]
-            others = np.array(values, object)
-            if others.shape != (len(values), n):  # a value NumPy reads as a sequence: one cell each
-                others = np.empty((len(values), n), object)
-                for i, row in enumerate(values):
-                    others[i, :] = row
+            # ``fromiter`` takes each value as one cell: a value NumPy would read as a sequence (a list, a
+            # tuple) needs no second attempt, and the flat list needs no shape discovery.
+            others = np.fromiter(
+                [get(case) for get in layout.other_getters for case in cases], object, len(layout.others) * n
+            ).reshape(len(layout.others), n)
             for i, path in enumerate(layout.others):
                 columns[path] = others[i]
         rows, reasons, codes, starts, ends = [], [], [], [], []
@@ -150,18 +158,19 @@ class Batch:
                 ends.append(_day_number(pause.end))
             for exemption in case.exemptions:
                 exemptions.setdefault(exemption.rule, np.full(n, None, object))[i] = exemption.reason
-        # Rows, reason codes and bounds are all int64: one array, whose rows are the table's columns.
-        table = np.array([rows, codes, starts, ends], np.int64).reshape(4, len(rows))
+        # Rows, reason codes and bounds are all int64: one array, whose rows are the table's columns (from
+        # one flat list: nested lists make NumPy discover the shape first).
+        table = np.array(rows + codes + starts + ends, np.int64).reshape(4, len(rows))
         bounds = table[2:].view("datetime64[D]")
         pauses = Pauses(
             table[0],
-            np.array(reasons, object),
+            np.fromiter(reasons, object, len(reasons)),
             bounds[0],
             bounds[1],
             table[1],
             table[2:],
         )
-        case_id = np.array([case.case_id for case in cases], object)
+        case_id = np.fromiter([case.case_id for case in cases], object, n)
         return cls(kind, case_id, columns, fen, pauses, exemptions, days, layout.day_row)
 
 
@@ -230,6 +239,7 @@ def _layout(kind: str, fields: tuple[str, ...]) -> _Layout:
 
 
 _EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
+_NAN_FLOAT = float("nan")
 _PAUSE_REASONS: tuple[str, ...] = typing.get_args(PauseReason)
 _PAUSE_CODE = {reason: code for code, reason in enumerate(_PAUSE_REASONS)}
 # A column to compare a pause table's reasons against: row r is True where the reason is the r-th.
@@ -245,10 +255,6 @@ def _day_number(value: date | datetime | None) -> int:
     if value is None:
         return _NAT_DAY
     return value.toordinal() - _EPOCH_ORDINAL
-
-
-def _float(value: Any) -> float:
-    return np.nan if value is None else float(value)
 
 
 def _get_path(obj: Any, parts: tuple[str, ...]) -> Any:
