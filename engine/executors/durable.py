@@ -23,7 +23,7 @@ import durable_rules_engine
 import numpy as np
 import orjson
 
-from engine.executors.facts import fact_sources, fact_values
+from engine.executors.facts import fact_sources
 from engine.executors.plan import And, Cmp, Has, KindPlan, Lacks, Or, Predicate, Ref, keys_of
 from engine.measures import Measured
 
@@ -38,22 +38,9 @@ def _key(key: str) -> str:
     return "f_" + key.replace(".", "__")
 
 
+_NAT_DAY = int(np.datetime64("NaT", "D").view(np.int64))
 # The Python types a fact value may have as it is; NumPy scalars (from object columns) go through ``_plain``.
 _NATIVE = frozenset((int, str, bool))
-
-
-def _action_name(message: str, names: dict[str, Any]) -> str:
-    """The rule an action message is for: ``{"<name>":{"m":<fact>}}``, one rule per message.
-
-    Our rule names need no JSON escaping, so the name is read off the front of the message instead of
-    parsing the whole fact back; anything else falls back to a JSON parse and, as durable_rules' own
-    ``Host`` does, takes the first key.
-    """
-    if message.startswith('{"'):
-        name = message[2 : message.find('"', 2)]
-        if name in names:
-            return name
-    return next(iter(orjson.loads(message)))
 
 
 def compile_predicate(predicate: Predicate) -> dict[str, Any]:
@@ -147,14 +134,21 @@ class DurableExecutor:
         if not plan.rules:
             return [[] for _ in range(measured.batch.n)]
         # Each column turned into Python values by one ``tolist`` (in C), instead of boxing a NumPy scalar
-        # per key and row; a flag no row carries is left out altogether. Absent values are skipped row by
-        # row: each column's marker of absence (NaN needs no marker: ``_plain`` finds it absent).
+        # per key and row, with the value that marks one absent: dates are day numbers (NaT: the smallest
+        # int64), flags are absent when False, text and booleans when None, and numbers when NaN, which
+        # no marker equals (``_plain`` finds it absent). Absent values are skipped row by row: a pass per
+        # column to convert them would cost more than the ``tolist`` for a batch of one.
         names = self._fact_keys[plan.kind]
-        columns = [
-            (names[key], *fact_values(column))
-            for key, column in fact_sources(plan, measured)
-            if column is not None and key in names
-        ]
+        columns = []
+        for key, column in fact_sources(plan, measured):
+            name = names.get(key)
+            if name is None or column is None:  # a key no outcome reads, or a flag no row carries
+                continue
+            kind = column.dtype.kind
+            if kind == "M":
+                columns.append((name, column.view(np.int64).tolist(), _NAT_DAY))
+            else:
+                columns.append((name, column.tolist(), False if kind == "b" else None))
         outcomes = []
         for row in range(measured.batch.n):
             fact = {}
@@ -174,31 +168,46 @@ class DurableExecutor:
                 value = _plain(value)
                 if value is not None:
                     fact[key] = value
-            outcomes.append(self._outcomes(plan, self._fired(plan.kind, fact)))
+            outcomes.append(self._codes(plan, fact))
         return outcomes
 
-    def _fired(self, kind: str, fact: dict[str, Any]) -> set[str]:
-        """Names of the durable rules that match the fact, asserted and retracted again.
+    def _codes(self, plan: KindPlan, fact: dict[str, Any]) -> list[str]:
+        """Each rule's outcome code, from the durable rules that match the fact (asserted, then retracted).
 
         The session stays: creating and deleting one per case cost more than the matching (16 µs against
         7 µs a water case). Our rules each match one fact on its own fields, so the facts asserted before
         (all retracted) could not take part anyway.
         """
-        handle = self._handles[kind]
-        fired: set[str] = set()
+        handle = self._handles[plan.kind]
+        decides = self._decides[plan.kind]
+        codes = [""] * len(plan.rules)
         with self._lock:
             fact["sid"] = _SESSION
             fact["id"] = str(next(self._facts))
             text = orjson.dumps(fact).decode()
             try:
                 status, state = durable_rules_engine.assert_fact(handle, text)
-                if status == _HANDLED:
-                    started = durable_rules_engine.start_action_for_state(handle, state)
-                    message = started[1] if started else None
-                    decides = self._decides[kind]
-                    while message:
-                        fired.add(_action_name(message, decides))
-                        message = durable_rules_engine.complete_and_start_action(handle, state)
+                started = (
+                    durable_rules_engine.start_action_for_state(handle, state) if status == _HANDLED else None
+                )
+                message = started[1] if started else None
+                while message:
+                    # An action message is ``{"<rule name>":{"m":<fact>}}``. Our names need no JSON escaping,
+                    # so the name is read off the front instead of parsing the whole fact back; anything
+                    # else is parsed, and, as durable_rules' own ``Host`` does, its first key taken.
+                    name = message[2 : message.find('"', 2)]
+                    if name not in decides:
+                        name = next(iter(orjson.loads(message)))
+                    # durable_rules expands an ``$or`` into alternatives and fires once per alternative that
+                    # holds, so one outcome may fire twice; two different outcomes of one rule would be a
+                    # planning error.
+                    for index, code in decides[name]:
+                        if codes[index] and codes[index] != code:
+                            raise RuntimeError(
+                                f"rule {plan.rules[index].rule.id}: two outcomes matched ({code})"
+                            )
+                        codes[index] = code
+                    message = durable_rules_engine.complete_and_start_action(handle, state)
             except BaseException:
                 # Whatever of the case is left (the fact, actions not taken) goes with the session; a
                 # refused fact leaves none behind, so don't let the clean-up hide the real error.
@@ -206,19 +215,6 @@ class DurableExecutor:
                     durable_rules_engine.delete_state(handle, _SESSION)
                 raise
             durable_rules_engine.retract_fact(handle, text)
-        return fired
-
-    def _outcomes(self, plan: KindPlan, fired: set[str]) -> list[str]:
-        codes = [""] * len(plan.rules)
-        decides = self._decides[plan.kind]
-        # durable_rules expands an ``$or`` into alternatives and fires once per alternative that holds,
-        # so one outcome may fire twice (the set folds those); two different outcomes of one rule would
-        # be a planning error.
-        for name in fired:
-            for index, code in decides[name]:
-                if codes[index]:
-                    raise RuntimeError(f"rule {plan.rules[index].rule.id}: two outcomes matched ({code})")
-                codes[index] = code
         if "" in codes:
             raise RuntimeError(f"rule {plan.rules[codes.index('')].rule.id}: no outcome matched")
         return codes

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
@@ -24,36 +23,22 @@ def fact_sources(plan: KindPlan, measured: Measured) -> list[tuple[str, np.ndarr
     build or read a column of False.
     """
     batch = measured.batch
+    columns = batch.columns
     sources: list[tuple[str, np.ndarray | None]] = [("anchor", measured.anchor)]
-    sources += [(name, batch.columns[name]) for name in plan.case_fields]
+    sources += [(name, columns[name]) for name in plan.case_fields]
+    exemptions = batch.exemptions  # mostly empty: then no rule's id needs looking up
     for rule_plan, (value_key, allowance_key, open_key, exempt_key), measure in zip(
         plan.rules, plan.measure_keys, measured.measures, strict=True
     ):
         sources.append((value_key, measure.value))
         if measure.allowance is not None:
             sources.append((allowance_key, measure.allowance))
-        reasons = batch.exemptions.get(rule_plan.rule.id)
+        reasons = exemptions.get(rule_plan.rule.id) if exemptions else None
         sources += (
             (open_key, measure.open),
             (exempt_key, None if reasons is None else np.not_equal(reasons, None)),
         )
     return sources
-
-
-def fact_values(column: np.ndarray) -> tuple[list[Any], Any]:
-    """A fact column as Python values (one ``tolist``, in C) and the value that marks one absent.
-
-    The path of the durable executor, which asserts one row at a time as a dict and skips absent values
-    as it goes: converting them here would cost a pass over the column, which for a batch of one costs
-    more than the ``tolist`` itself. Dates are day numbers (NaT: ``_NAT_DAY``), flags are absent when
-    False, text and booleans when None; numbers are NaN when absent, which no marker equals.
-    """
-    kind = column.dtype.kind
-    if kind == "M":
-        return column.view(np.int64).tolist(), _NAT_DAY
-    if kind == "b":
-        return column.tolist(), False
-    return column.tolist(), None
 
 
 @dataclass
