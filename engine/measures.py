@@ -174,6 +174,9 @@ class Batch:
         return cls(kind, case_id, columns, fen, pauses, exemptions, days, layout.day_row)
 
 
+_UNKNOWN = object()  # a key not looked up yet, where None is a cached answer
+
+
 class _DayRows(dict[str, int]):
     """Date field → its row in ``Batch.days``, remembering the index array of each field tuple asked for.
 
@@ -187,10 +190,11 @@ class _DayRows(dict[str, int]):
 
     def pick(self, names: tuple[str, ...]) -> np.ndarray | None:
         """The rows of ``names``; None when one is not a date field of the layout."""
-        if names not in self.picks:
+        rows = self.picks.get(names, _UNKNOWN)
+        if rows is _UNKNOWN:
             found = all(name in self for name in names)
-            self.picks[names] = np.array([self[name] for name in names], np.intp) if found else None
-        return self.picks[names]
+            rows = self.picks[names] = np.array([self[name] for name in names], np.intp) if found else None
+        return rows
 
 
 @dataclass(frozen=True)
@@ -640,7 +644,9 @@ class _Measurer:
         position = cum.searchsorted(start_cum + group.limits + excluded)
         end = self.constants.end
         deadline = self.constants.day_of.take(np.where(valid, position, end)).view("datetime64[D]")
-        note = self.beyond_note(valid & (position >= end))
+        beyond = position >= end
+        # Rows beyond the calendar are rare: most batches need only an empty (all None) note.
+        note = self.beyond_note(valid & beyond) if np.count_nonzero(beyond) else np.empty((k, n), object)
         # int64 days and a NaN: ``where`` promotes to float64, exactly (the counts are small integers).
         value = np.where(valid, cums[1] - start_cum - excluded, _NAN)
         missing = np.where(valid, _NONE, group.start_names)

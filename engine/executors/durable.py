@@ -160,6 +160,8 @@ class DurableExecutor:
                     if value == 0 or 1e-4 <= abs(value) < 1e16:
                         fact[key] = value
                         continue
+                    if value != value:  # NaN: absent
+                        continue
                 elif value is absent or value == absent:
                     continue
                 elif type(value) in _NATIVE:
