@@ -569,8 +569,10 @@ class _Measurer:
         column = self.batch.columns[measure.field]
         absent = _absent(column)
         if measure.default is not None:
-            column = np.where(absent, measure.default, column)
-            absent = self.no_rows
+            # The default stands in where the field is absent, so no row misses it.
+            if np.count_nonzero(absent):
+                column = np.where(absent, measure.default, column)
+            return RuleMeasure(column, np.empty(len(column), object), self.no_rows)
         return RuleMeasure(column, _named_where(absent, measure.field), self.no_rows)
 
     def ratio(self, measure: RatioMeasure) -> RuleMeasure:
@@ -650,15 +652,11 @@ class _Measurer:
         # int64 days and a NaN: ``where`` promotes to float64, exactly (the counts are small integers).
         value = np.where(valid, cums[1] - start_cum - excluded, _NAN)
         missing = np.where(valid, _NONE, group.start_names)
+        # Positional (value, missing, open, allowance, deadline, excluded, not_excluded, deadline_note):
+        # keyword arguments cost a batch of one more than building the row views.
         return [
             RuleMeasure(
-                value[i],
-                missing[i],
-                is_open[i],
-                deadline=deadline[i],
-                excluded=excluded[i],
-                not_excluded=not_excluded[i],
-                deadline_note=note[i],
+                value[i], missing[i], is_open[i], None, deadline[i], excluded[i], not_excluded[i], note[i]
             )
             for i in range(k)
         ]
