@@ -108,6 +108,8 @@ _TEXT = {
 }
 
 
+# The outcomes worded from the measure's numbers; every other is worded by a reason.
+_MEASURED = frozenset(("pass", "pending", "fail"))
 # The status of the outcomes worded by a reason (``fail:input`` is the one ``fail`` among them).
 _REASONED_STATUS = {"na": "not_applicable", "exempt": "exempt"}
 
@@ -233,23 +235,19 @@ class VerdictBuilder:
         if constant is not None:
             return constant.copy()  # a copy: the caller owns (and may change) the verdicts it gets
         text = _TEXT[lang]
-        result: dict[str, Any] = {"rule": rule.id, "severity": rule.severity, "unit": rule.unit}
-        kind, _, detail = code.partition(":")
-        if kind == "na" or kind == "exempt" or code == "fail:input":
-            result["status"] = _REASONED_STATUS.get(kind, "fail")
-            result["reason"] = self._reason(rule, code, detail, measure, measured, row, lang)
-            result["message"] = result["reason"]
-            if kind == "na" and detail not in ("effective", "input"):
-                result["source"] = self._sources[rule.id]
-                self._condition_results[(rule.id, code, lang)] = result.copy()
-                return result
-        else:
-            result["status"] = code
+        if code in _MEASURED:
             rows = listed.get(id(measure))
             if rows is None:
                 rows = listed[id(measure)] = _MeasureRows.of(measure)
-            self._measured_result(result, rule, code, rows, row, lang, text)
+            return self._measured_result(rule, code, rows, row, lang, text)
+        result: dict[str, Any] = {"rule": rule.id, "severity": rule.severity, "unit": rule.unit}
+        kind, _, detail = code.partition(":")
+        result["status"] = _REASONED_STATUS.get(kind, "fail")
+        result["reason"] = self._reason(rule, code, detail, measure, measured, row, lang)
+        result["message"] = result["reason"]
         result["source"] = self._sources[rule.id]
+        if kind == "na" and detail not in ("effective", "input"):
+            self._condition_results[(rule.id, code, lang)] = result.copy()
         return result
 
     def _reason(
@@ -284,15 +282,8 @@ class VerdictBuilder:
         return text[key].format(label=_label(conjunct, lang))
 
     def _measured_result(
-        self,
-        result: dict[str, Any],
-        rule: Rule,
-        code: str,
-        measure: _MeasureRows,
-        row: int,
-        lang: Lang,
-        text: dict[str, str],
-    ) -> None:
+        self, rule: Rule, code: str, measure: _MeasureRows, row: int, lang: Lang, text: dict[str, str]
+    ) -> dict[str, Any]:
         wording = self._wording.get((rule.id, lang))
         if wording is None:
             wording = self._wording[(rule.id, lang)] = _Wording.of(rule, lang)
@@ -306,8 +297,17 @@ class VerdictBuilder:
             else rule.require.limit
         )
         deadline = measure.deadline[row] if measure.deadline is not None else None
-        result.update(value=value, limit=limit, deadline=deadline)
         unit = rule.unit
+        # One literal in the JSON order of ``RuleResult``; the optional keys follow in that order too.
+        result: dict[str, Any] = {
+            "rule": rule.id,
+            "severity": rule.severity,
+            "unit": unit,
+            "status": code,
+            "value": value,
+            "limit": limit,
+            "deadline": deadline,
+        }
         fields = {"value": _quantity(value, unit, lang), "deadline": deadline or text["not_given"]}
         if months:
             fields["limit"] = _quantity(limit, unit, lang)
@@ -328,6 +328,8 @@ class VerdictBuilder:
         if measure.deadline_note is not None and measure.deadline_note[row] is not None:
             message += text["no_deadline"]
         result["message"] = message
+        result["source"] = self._sources[rule.id]
+        return result
 
 
 @dataclass(frozen=True)
