@@ -34,10 +34,11 @@ _OPERATORS = {"ne": "$neq", "lt": "$lt", "le": "$lte", "gt": "$gt", "ge": "$gte"
 
 @functools.cache
 def _key(key: str) -> str:
-    """Cached: the same few dozen keys are renamed for every case checked."""
+    """Cached: the same few dozen keys are renamed for every outcome compiled."""
     return "f_" + key.replace(".", "__")
 
 
+# Dates travel as day numbers (the int64 behind ``datetime64[D]``), NaT being the smallest int64.
 _NAT_DAY = int(np.datetime64("NaT", "D").view(np.int64))
 # The Python types a fact value may have as it is; NumPy scalars (from object columns) go through ``_plain``.
 _NATIVE = frozenset((int, str, bool))
