@@ -41,6 +41,11 @@ from engine.rules import (
 
 NAT = np.datetime64("NaT", "D")
 _NAT_DAY = int(NAT.view(np.int64))
+# The same as a 0-d array: comparing with a Python int resolves its type on every call, which costs as much
+# as the comparison itself on a batch of one.
+_NAT_ARRAY = np.array(_NAT_DAY)
+_NAN = np.array(np.nan)
+_NONE = np.array(None, object)
 
 
 @dataclass
@@ -88,7 +93,7 @@ class Batch:
         if self.days is not None:
             rows = self.day_row.pick(names) if isinstance(self.day_row, _DayRows) else None
             if rows is not None:
-                return self.days[rows]
+                return self.days.take(rows, axis=0)  # a fancy index without the index parsing
         return np.array([self.columns[name].view(np.int64) for name in names], np.int64).reshape(
             len(names), self.n
         )
@@ -107,8 +112,13 @@ class Batch:
         fen: dict[str, np.ndarray] = {}
         days = None
         if layout.dates:
+            # ``_day_number`` written out: a function call per value costs as much as the conversion.
             days = np.array(
-                [_day_number(get(case)) for get in layout.date_getters for case in cases],
+                [
+                    _NAT_DAY if (day := get(case)) is None else day.toordinal() - _EPOCH_ORDINAL
+                    for get in layout.date_getters
+                    for case in cases
+                ],
                 np.int64,
             ).reshape(len(layout.dates), n)
             dates = days.view("datetime64[D]")
@@ -116,7 +126,11 @@ class Batch:
                 columns[path] = dates[i]
         if layout.numbers:
             numbers = np.array(
-                [_float(get(case)) for get in layout.number_getters for case in cases],
+                [
+                    _NAN_FLOAT if (x := get(case)) is None else float(x)
+                    for get in layout.number_getters
+                    for case in cases
+                ],
                 np.float64,
             ).reshape(len(layout.numbers), n)
             for i, path in enumerate(layout.numbers):
@@ -126,12 +140,11 @@ class Batch:
             columns[path] = np.array([np.nan if v is None else float(v) for v in values], np.float64)
             fen[path] = np.array([0 if v is None else int(v * 100) for v in values], np.int64)
         if layout.others:
-            values = [[get(case) for case in cases] for get in layout.other_getters]
-            others = np.array(values, object)
-            if others.shape != (len(values), n):  # a value NumPy reads as a sequence: one cell each
-                others = np.empty((len(values), n), object)
-                for i, row in enumerate(values):
-                    others[i, :] = row
+            # ``fromiter`` takes each value as one cell: a value NumPy would read as a sequence (a list, a
+            # tuple) needs no second attempt, and the flat list needs no shape discovery.
+            others = np.fromiter(
+                [get(case) for get in layout.other_getters for case in cases], object, len(layout.others) * n
+            ).reshape(len(layout.others), n)
             for i, path in enumerate(layout.others):
                 columns[path] = others[i]
         rows, reasons, codes, starts, ends = [], [], [], [], []
@@ -145,19 +158,23 @@ class Batch:
                 ends.append(_day_number(pause.end))
             for exemption in case.exemptions:
                 exemptions.setdefault(exemption.rule, np.full(n, None, object))[i] = exemption.reason
-        # Rows, reason codes and bounds are all int64: one array, whose rows are the table's columns.
-        table = np.array([rows, codes, starts, ends], np.int64).reshape(4, len(rows))
+        # Rows, reason codes and bounds are all int64: one array, whose rows are the table's columns (from
+        # one flat list: nested lists make NumPy discover the shape first).
+        table = np.array(rows + codes + starts + ends, np.int64).reshape(4, len(rows))
         bounds = table[2:].view("datetime64[D]")
         pauses = Pauses(
             table[0],
-            np.array(reasons, object),
+            np.fromiter(reasons, object, len(reasons)),
             bounds[0],
             bounds[1],
             table[1],
             table[2:],
         )
-        case_id = np.array([case.case_id for case in cases], object)
+        case_id = np.fromiter([case.case_id for case in cases], object, n)
         return cls(kind, case_id, columns, fen, pauses, exemptions, days, layout.day_row)
+
+
+_UNKNOWN = object()  # a key not looked up yet, where None is a cached answer
 
 
 class _DayRows(dict[str, int]):
@@ -173,10 +190,11 @@ class _DayRows(dict[str, int]):
 
     def pick(self, names: tuple[str, ...]) -> np.ndarray | None:
         """The rows of ``names``; None when one is not a date field of the layout."""
-        if names not in self.picks:
+        rows = self.picks.get(names, _UNKNOWN)
+        if rows is _UNKNOWN:
             found = all(name in self for name in names)
-            self.picks[names] = np.array([self[name] for name in names], np.intp) if found else None
-        return self.picks[names]
+            rows = self.picks[names] = np.array([self[name] for name in names], np.intp) if found else None
+        return rows
 
 
 @dataclass(frozen=True)
@@ -231,6 +249,7 @@ def date_rows(kind: str, fields: tuple[str, ...]) -> dict[str, int]:
 
 
 _EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
+_NAN_FLOAT = float("nan")
 PAUSE_REASONS: tuple[str, ...] = typing.get_args(PauseReason)
 _PAUSE_CODE = {reason: code for code, reason in enumerate(PAUSE_REASONS)}
 # A column to compare a pause table's reasons against: row r is True where the reason is the r-th.
@@ -246,10 +265,6 @@ def _day_number(value: date | datetime | None) -> int:
     if value is None:
         return _NAT_DAY
     return value.toordinal() - _EPOCH_ORDINAL
-
-
-def _float(value: Any) -> float:
-    return np.nan if value is None else float(value)
 
 
 def _get_path(obj: Any, parts: tuple[str, ...]) -> Any:
@@ -374,30 +389,34 @@ class _WorkingDayGroup:
     """A kind's working-day rules as stacked constants, so that all are measured in one pass."""
 
     slots: tuple[int, ...]  # each rule's slot among the kind's distinct measures
-    bounds: tuple[str, ...]  # start and end field of each rule, interleaved: (rule, start/end)
+    # The start field of each rule, then the end field of each: as a block (start/end, rule, row), each
+    # half is contiguous, and NumPy operations on contiguous arrays of one shape cost half as much as on
+    # strided or broadcast ones.
+    bounds: tuple[str, ...]
     limits: np.ndarray  # int64 (rules, 1)
     start_names: np.ndarray  # object (rules, 1): named as missing where the start is absent
     # int64 (rules, pause reasons): the pause's tally for the rule, numbered to count (tally, row) groups.
     # Tally r (the rule's index) sums the working days of the pauses the rule excludes; tally rules + r
     # counts the pauses it does not.
     tally: np.ndarray
+    excludes: np.ndarray  # bool (rules, pause reasons): the rule excludes pauses of the reason
 
     @classmethod
     def of(cls, rules: Sequence[Rule], slots: Sequence[int] | None = None) -> _WorkingDayGroup:
         measures = [rule.measure for rule in rules]
         assert all(isinstance(m, WorkingDaysMeasure) for m in measures)
+        excludes = np.array(
+            [[reason in m.exclude_pauses for reason in PAUSE_REASONS] for m in measures],  # type: ignore[union-attr]
+            bool,
+        ).reshape(-1, len(PAUSE_REASONS))
+        rule_index = np.arange(len(rules)).reshape(-1, 1)
         return cls(
             tuple(slots if slots is not None else range(len(rules))),
-            tuple(name for m in measures for name in (m.start, m.end)),  # type: ignore[union-attr]
+            (*(m.start for m in measures), *(m.end for m in measures)),  # type: ignore[union-attr]
             np.array([[int(rule.require.limit)] for rule in rules], np.int64).reshape(-1, 1),
             np.array([m.start for m in measures], object).reshape(-1, 1),  # type: ignore[union-attr]
-            np.array(
-                [
-                    [r if reason in m.exclude_pauses else len(rules) + r for reason in PAUSE_REASONS]  # type: ignore[union-attr]
-                    for r, m in enumerate(measures)
-                ],
-                np.int64,
-            ).reshape(-1, len(PAUSE_REASONS)),
+            np.where(excludes, rule_index, len(rules) + rule_index),
+            excludes,
         )
 
 
@@ -463,17 +482,34 @@ class _Window:
     missing: np.ndarray  # object: the first start's name where no start is present
 
 
-@functools.lru_cache(maxsize=16)
-def _calendar_constants(calendar: WorkdayIndex) -> tuple[np.datetime64, int, np.ndarray]:
-    """The first day (as ``datetime64`` and as its epoch day number) and ``cum`` widened to int64.
+@dataclass(frozen=True)
+class _CalendarConstants:
+    """What the measures read of a calendar, in the forms that cost least per batch."""
 
-    Per calendar, not per batch: ``cum`` is int32, and searching it for int64 targets would copy all of
-    it to int64 on every call, which costs more than the search itself for a batch of one.
-    """
+    first: np.datetime64
+    first_day: int  # the epoch day number of ``first``
+    # ``first_day`` as a 0-d array: arithmetic with a Python int resolves the scalar's type on every call,
+    # which costs as much as the operation itself on a batch of one.
+    first_day_array: np.ndarray
+    # ``cum`` widened to int64: it is int32, and searching it for int64 targets would copy all of it to
+    # int64 on every call, which costs more than the search itself for a batch of one.
+    cum: np.ndarray
+    # The day number of each calendar position, then NaT for position ``len(cum)`` (past the last day):
+    # a deadline is one ``take``, and a search that ran off the calendar lands on NaT by itself.
+    day_of: np.ndarray
+    end: np.ndarray  # 0-d: len(cum), the position past the last day
+
+
+@functools.lru_cache(maxsize=16)
+def _calendar_constants(calendar: WorkdayIndex) -> _CalendarConstants:
+    """Per calendar, not per batch."""
     first = np.datetime64(calendar.first, "D")
+    first_day = int(first.astype(np.int64))
     cum64 = calendar.cum.astype(np.int64)
-    cum64.flags.writeable = False
-    return first, int(first.astype(np.int64)), cum64
+    day_of = np.append(np.arange(len(cum64), dtype=np.int64) + first_day, _NAT_DAY)
+    for array in (cum64, day_of):
+        array.flags.writeable = False
+    return _CalendarConstants(first, first_day, np.array(first_day), cum64, day_of, np.array(len(cum64)))
 
 
 @functools.lru_cache(maxsize=16)
@@ -507,25 +543,23 @@ class _Measurer:
     def __init__(self, batch: Batch, calendar: WorkdayIndex, as_of: date) -> None:
         self.batch = batch
         self.calendar = calendar
-        self.first, self.first_day, self.cum = _calendar_constants(calendar)
+        self.constants = constants = _calendar_constants(calendar)
+        self.first, self.first_day, self.cum = constants.first, constants.first_day, constants.cum
         self.judged_as_of, self.judged_day = _judged_as_of(calendar, as_of)
         self.windows: dict[tuple[tuple[str, ...], str], _Window] = {}
         self.no_rows = np.zeros(batch.n, bool)
 
-    def positions(self, days: np.ndarray) -> np.ndarray:
-        """Calendar positions of dates, validated by one min/max instead of ``positions``' full checks.
+    def check_positions(self, positions: np.ndarray) -> None:
+        """Raise if a calendar position lies outside the calendar, with the calendar's own error.
 
-        The case models already guarantee real dates, so the common case needs only the subtraction;
-        when any position is out of range (or NaT), ``calendar.positions`` runs to raise its own error,
-        so the message and the offending year stay exactly those of the calendar.
+        The case models already guarantee real dates, so the common case needs one max() instead of
+        ``positions``' full checks; when any position is out of range (or NaT), ``calendar.positions``
+        runs on the dates, so the message and the offending year stay exactly those of the calendar.
         """
-        # Integer arithmetic on the day numbers: NumPy's datetime arithmetic resolves units on every call.
-        pos = days.view(np.int64) - self.first_day
         # Viewed as unsigned, negative positions (and NaT, the most negative int64) exceed any length,
         # so one max() checks both ends of the range.
-        if pos.size and _max(pos.view(np.uint64), axis=None) >= len(self.cum):
-            return self.calendar.positions(days.view("datetime64[D]"))
-        return pos
+        if positions.size and _max(positions.view(np.uint64), axis=None) >= len(self.cum):
+            self.calendar.positions((positions + self.first_day).view("datetime64[D]"))
 
     def measure(self, rule: Rule) -> RuleMeasure:
         measure = rule.measure
@@ -541,8 +575,10 @@ class _Measurer:
         column = self.batch.columns[measure.field]
         absent = _absent(column)
         if measure.default is not None:
-            column = np.where(absent, measure.default, column)
-            absent = self.no_rows
+            # The default stands in where the field is absent, so no row misses it.
+            if np.count_nonzero(absent):
+                column = np.where(absent, measure.default, column)
+            return RuleMeasure(column, np.empty(len(column), object), self.no_rows)
         return RuleMeasure(column, _named_where(absent, measure.field), self.no_rows)
 
     def ratio(self, measure: RatioMeasure) -> RuleMeasure:
@@ -573,7 +609,8 @@ class _Measurer:
             # The range check of the working-day windows, so that a date outside the calendar is the
             # same error whichever rule reads it. Rows without a start are checked at the first day.
             both_valid = np.concatenate((valid, valid))
-            self.positions(np.where(both_valid, np.concatenate((start, end)), self.first))
+            days = np.where(both_valid, np.concatenate((start, end)), self.first)
+            self.check_positions(days.view(np.int64) - self.first_day)
             self.windows[key] = _Window(start, end, is_open, valid, _named_where(~valid, starts[0]))
         return self.windows[key]
 
@@ -584,50 +621,48 @@ class _Measurer:
         for a batch of one case, the calls (not the data) are the cost. Each rule's measure is a row view.
         """
         k, n = len(group.limits), self.batch.n
-        # (rule, start/end, row) day numbers; a fancy index copies, so the substitutions below are safe.
-        bounds = self.batch.day_block(group.bounds).reshape(k, 2, n)
-        nat = bounds == _NAT_DAY
-        valid = ~nat[:, 0]
-        is_open = nat[:, 1] & valid
-        if np.count_nonzero(valid) < valid.size:
-            # Rows without a start get position 0 for both ends (so an end outside the calendar raises
-            # nothing there); they are masked out by ``valid`` afterwards, and clip every pause away.
-            bounds = np.where(valid[:, None, :], bounds, self.first_day)
-        # The pauses' bounds join the windows' so that one substitution and one range check serve both:
-        # an open case, like an open pause, runs to as_of.
+        windows = 2 * k * n
         pauses = self.batch.pauses
         pause_days = pauses.days
         if pause_days is None:
             pause_days = np.array([pauses.start.view(np.int64), pauses.end.view(np.int64)])
-        days = np.concatenate((bounds, pause_days), axis=None)
-        days[days == _NAT_DAY] = self.judged_day
-        every = self.positions(days)
-        positions = every[: 2 * k * n].reshape(k, 2, n)
-        cums = self.cum[positions]
-        start_cum = cums[:, 0]
-        excluded, not_excluded = self.paused_working_days(group, positions, every[2 * k * n :])
-        elapsed = cums[:, 1] - start_cum
-        # The deadline is the (limit + excluded)-th working day after the start.
+        # One flat int64 array of day numbers: the windows' bounds (start/end, rule, row), then the pauses'
+        # starts and ends. One substitution and one range check serve both: an open case, like an open
+        # pause, runs to as_of. ``concatenate`` copies, so the substitutions are safe.
+        days = np.concatenate((self.batch.day_block(group.bounds), pause_days), axis=None)
+        nat = days == _NAT_ARRAY
+        if np.count_nonzero(nat):
+            days[nat] = self.judged_day
+        window_nat = nat[:windows].reshape(2, k, n)
+        valid = ~window_nat[0]
+        is_open = window_nat[1] & valid
+        every = days - self.constants.first_day_array
+        positions = every[:windows].reshape(2, k, n)  # a view: changing it changes ``every``
+        if np.count_nonzero(valid) < valid.size:
+            # Rows without a start get position 0 for both ends (so an end outside the calendar raises
+            # nothing there); they are masked out by ``valid`` afterwards, and clip every pause away.
+            positions *= valid
+        self.check_positions(every)
         cum = self.cum
-        position = cum.searchsorted(start_cum + group.limits + excluded, side="left")
-        beyond = valid & (position >= len(cum))
-        shown = valid & ~beyond if np.count_nonzero(beyond) else valid
-        # searchsorted returns at most len(cum), so the day number is always representable; rows beyond
-        # the calendar are replaced by NaT. Day numbers, viewed as dates, spare datetime arithmetic.
-        deadline = np.where(shown, position + self.first_day, _NAT_DAY).view("datetime64[D]")
-        note = self.beyond_note(beyond)
+        cums = cum.take(positions)
+        start_cum = cums[0]
+        excluded, not_excluded = self.paused_working_days(group, positions, every[windows:])
+        # The deadline is the (limit + excluded)-th working day after the start. A search that runs off
+        # the calendar finds len(cum), and rows without a start are sent there: its day is NaT.
+        position = cum.searchsorted(start_cum + group.limits + excluded)
+        end = self.constants.end
+        deadline = self.constants.day_of.take(np.where(valid, position, end)).view("datetime64[D]")
+        beyond = position >= end
+        # Rows beyond the calendar are rare: most batches need only an empty (all None) note.
+        note = self.beyond_note(valid & beyond) if np.count_nonzero(beyond) else np.empty((k, n), object)
         # int64 days and a NaN: ``where`` promotes to float64, exactly (the counts are small integers).
-        value = np.where(valid, elapsed - excluded, np.nan)
-        missing = np.where(valid, None, group.start_names)
+        value = np.where(valid, cums[1] - start_cum - excluded, _NAN)
+        missing = np.where(valid, _NONE, group.start_names)
+        # Positional (value, missing, open, allowance, deadline, excluded, not_excluded, deadline_note):
+        # keyword arguments cost a batch of one more than building the row views.
         return [
             RuleMeasure(
-                value[i],
-                missing[i],
-                is_open[i],
-                deadline=deadline[i],
-                excluded=excluded[i],
-                not_excluded=not_excluded[i],
-                deadline_note=note[i],
+                value[i], missing[i], is_open[i], None, deadline[i], excluded[i], not_excluded[i], note[i]
             )
             for i in range(k)
         ]
@@ -639,47 +674,57 @@ class _Measurer:
         the number of pauses in the window that the rule does not exclude.
 
         A pause covers working days d with date(start) < d ≤ date(end), like the case itself. Every pause
-        is clipped to every rule's window of its case at once, (rules, pauses) arrays. Each clipped pause
-        falls in a group ``tally * n + row`` (see ``_WorkingDayGroup.tally``), so one weighted
-        ``bincount`` gives both answers: an excludable pause weighs its working days, another pause 1.
-        Sorting the pauses by (group, start) and keeping a running maximum of the ends seen so far within
-        the group makes each pause add only the part no earlier pause covered: the union's length
-        without a loop. A batch without pauses in any window skips all of it.
-        ``pause_positions`` are the pauses' starts then ends; ``positions`` the windows', (rule, 2, row).
+        is clipped to every rule's window of its case at once, (rules, pauses) arrays; the clipped start
+        and end stay in order, so a pause outside the window is left empty (its end at or before its
+        start) instead of being filtered out. Each pause falls in a group ``tally * n + row`` (see
+        ``_WorkingDayGroup.tally``), so one weighted ``bincount`` gives both answers: an excludable pause
+        weighs its working days, another pause 1 if it is not empty. Sorting the pauses by (group, start)
+        and keeping a running maximum of the ends seen so far within the group makes each pause add only
+        the part no earlier pause covered: the union's length without a loop. A batch without pauses in
+        any window skips all of it.
+        ``pause_positions`` are the pauses' starts then ends; ``positions`` the windows', (2, rule, row).
         """
-        k, n = len(group.limits), self.batch.n
+        k, n = positions.shape[1:]
         pauses = self.batch.pauses
         rows = pauses.row
         p = len(rows)
-        zeros = np.zeros((k, n), np.int64)
-        if not p:
-            return zeros, zeros
-        # A window without a start sits at position 0 at both ends, so no pause survives its clipping.
-        windows = positions[:, :, rows]
-        lo = np.maximum(pause_positions[:p], windows[:, 0])
-        hi = np.minimum(pause_positions[p:], windows[:, 1])
-        keep = hi > lo
-        if not np.count_nonzero(keep):
+        if p:
+            # (start/end, rule, pause); a window without a start sits at position 0 at both ends, so it
+            # leaves every pause empty. ``take`` is a fancy index without the index parsing.
+            windows = positions.take(rows, axis=2)
+            clipped = np.minimum(np.maximum(pause_positions.reshape(2, 1, p), windows[0]), windows[1])
+            kept = clipped[1] > clipped[0]
+        if not p or not np.count_nonzero(kept):
+            zeros = np.zeros((k, n), np.int64)
             return zeros, zeros
         codes = pauses.code if pauses.code is not None else (pauses.reason == _PAUSE_REASON_COLUMN).argmax(0)
-        groups = group.tally[:, codes] * n + rows
-        groups, lo, hi = groups[keep], lo[keep], hi[keep]
-        excludable = groups < k * n
-        begin = lo
+        groups = group.tally.take(codes, axis=1)
+        if n > 1:  # a batch of one has one group per tally
+            groups = groups * n + rows
+        excludable = group.excludes.take(codes, axis=1)
+        cum = self.cum
         if np.count_nonzero(excludable) > 1:
             # Overlaps can only exist between two excluded pauses; a lone one is its own union. (The
-            # pauses that are only counted may be merged too: their weight does not depend on it.)
-            order = np.lexsort((lo, groups))
-            groups, lo, hi, excludable = groups[order], lo[order], hi[order], excludable[order]
-            span = len(self.cum) + 1
+            # pauses that are only counted may be merged too: their weight does not depend on it. An
+            # empty pause ends at or before its start, so it cuts nothing off the pauses after it.)
+            lo, hi = clipped
+            flat = [a.ravel() for a in (groups, lo, hi, kept, excludable)]
+            order = np.lexsort((flat[1], flat[0]))
+            groups, lo, hi, kept, excludable = (a[order] for a in flat)
+            span = len(cum) + 1
             running = np.maximum.accumulate(groups * span + hi)
             previous_end = np.full(len(groups), -1, np.int64)
             same_group = np.r_[False, groups[1:] == groups[:-1]]
             previous_end[same_group] = (running[:-1] - groups[1:] * span)[same_group[1:]]
             begin = np.minimum(np.maximum(lo, previous_end), hi)
-        cum = self.cum
-        weight = np.where(excludable, cum[hi] - cum[begin], 1)
-        tallies = np.bincount(groups, weights=weight, minlength=2 * k * n).astype(np.int64).reshape(2, k, n)
+            worked = cum.take(hi) - cum.take(begin)
+        else:
+            ends = cum.take(clipped)
+            worked = ends[1] - ends[0]
+        # An open pause that starts after as_of ends before its start: not ``kept``, it weighs nothing.
+        weight = np.where(excludable & kept, worked, kept)
+        tallies = np.bincount(groups.ravel(), weights=weight.ravel(), minlength=2 * k * n)
+        tallies = tallies.astype(np.int64).reshape(2, k, n)
         return tallies[0], tallies[1]
 
     def beyond_note(self, beyond: np.ndarray) -> np.ndarray:

@@ -108,6 +108,8 @@ _TEXT = {
 }
 
 
+# The outcomes worded from the measure's numbers; every other is worded by a reason.
+_MEASURED = frozenset(("pass", "pending", "fail"))
 # The status of the outcomes worded by a reason (``fail:input`` is the one ``fail`` among them).
 _REASONED_STATUS = {"na": "not_applicable", "exempt": "exempt"}
 
@@ -132,10 +134,6 @@ def _day(value: np.datetime64 | None) -> date | None:
     return value.astype("datetime64[D]").item()
 
 
-def _listed(column: np.ndarray | None) -> list[Any] | None:
-    return None if column is None else column.tolist()
-
-
 @dataclass
 class _MeasureRows:
     """A measure's arrays as Python lists, for wording.
@@ -154,14 +152,16 @@ class _MeasureRows:
 
     @classmethod
     def of(cls, measure: RuleMeasure) -> _MeasureRows:
+        # Spelt out rather than a helper per array: this runs for every measured rule of every case.
+        m = measure
         return cls(
-            measure.value.tolist(),
-            _listed(measure.allowance),
-            _listed(measure.deadline),
-            _listed(measure.excluded),
-            _listed(measure.not_excluded),
-            _listed(measure.deadline_note),
-            _listed(measure.extended),
+            m.value.tolist(),
+            None if m.allowance is None else m.allowance.tolist(),
+            None if m.deadline is None else m.deadline.tolist(),
+            None if m.excluded is None else m.excluded.tolist(),
+            None if m.not_excluded is None else m.not_excluded.tolist(),
+            None if m.deadline_note is None else m.deadline_note.tolist(),
+            None if m.extended is None else m.extended.tolist(),
         )
 
 
@@ -193,7 +193,7 @@ class VerdictBuilder:
         # whole result of a condition outcome (``na:absent:K``, ``na:cond:K``), filled in on first use.
         self._sources = {rule_plan.rule.id: rule_plan.rule.source.reference for rule_plan in plan.rules}
         self._condition_results: dict[tuple[str, str, str], dict[str, Any]] = {}
-        self._wording: dict[tuple[str, str], tuple[str, str, str]] = {}
+        self._wording: dict[tuple[str, str], _Wording] = {}
 
     def build(self, measured: Measured, outcomes: list[list[str]], lang: Lang = "zh") -> list[dict[str, Any]]:
         """One verdict dict per row (the JSON shape of ``Verdict``)."""
@@ -235,23 +235,19 @@ class VerdictBuilder:
         if constant is not None:
             return constant.copy()  # a copy: the caller owns (and may change) the verdicts it gets
         text = _TEXT[lang]
-        result: dict[str, Any] = {"rule": rule.id, "severity": rule.severity, "unit": rule.unit}
-        kind, _, detail = code.partition(":")
-        if kind == "na" or kind == "exempt" or code == "fail:input":
-            result["status"] = _REASONED_STATUS.get(kind, "fail")
-            result["reason"] = self._reason(rule, code, detail, measure, measured, row, lang)
-            result["message"] = result["reason"]
-            if kind == "na" and detail not in ("effective", "input"):
-                result["source"] = self._sources[rule.id]
-                self._condition_results[(rule.id, code, lang)] = result.copy()
-                return result
-        else:
-            result["status"] = code
+        if code in _MEASURED:
             rows = listed.get(id(measure))
             if rows is None:
                 rows = listed[id(measure)] = _MeasureRows.of(measure)
-            self._measured_result(result, rule, code, rows, row, lang, text)
+            return self._measured_result(rule, code, rows, row, lang, text)
+        result: dict[str, Any] = {"rule": rule.id, "severity": rule.severity, "unit": rule.unit}
+        kind, _, detail = code.partition(":")
+        result["status"] = _REASONED_STATUS.get(kind, "fail")
+        result["reason"] = self._reason(rule, code, detail, measure, measured, row, lang)
+        result["message"] = result["reason"]
         result["source"] = self._sources[rule.id]
+        if kind == "na" and detail not in ("effective", "input"):
+            self._condition_results[(rule.id, code, lang)] = result.copy()
         return result
 
     def _reason(
@@ -286,50 +282,41 @@ class VerdictBuilder:
         return text[key].format(label=_label(conjunct, lang))
 
     def _measured_result(
-        self,
-        result: dict[str, Any],
-        rule: Rule,
-        code: str,
-        measure: _MeasureRows,
-        row: int,
-        lang: Lang,
-        text: dict[str, str],
-    ) -> None:
+        self, rule: Rule, code: str, measure: _MeasureRows, row: int, lang: Lang, text: dict[str, str]
+    ) -> dict[str, Any]:
+        wording = self._wording.get((rule.id, lang))
+        if wording is None:
+            wording = self._wording[(rule.id, lang)] = _Wording.of(rule, lang)
         value = _number(measure.value[row])
         # A month limit only has a length in days per case; a day limit keeps its literal number and the
         # rest-day extension shows in the deadline.
-        months = isinstance(rule.measure, MonthsMeasure)
+        months = wording.months
         limit = (
             _number(measure.allowance[row])
             if months and measure.allowance is not None
             else rule.require.limit
         )
         deadline = measure.deadline[row] if measure.deadline is not None else None
-        result.update(value=value, limit=limit, deadline=deadline)
         unit = rule.unit
-        wording = self._wording.get((rule.id, lang))
-        if wording is None:
-            # The title, the operator and a literal limit read the same for every case of the rule.
-            literal = _quantity(rule.require.limit, unit, lang)
-            wording = self._wording[(rule.id, lang)] = (
-                getattr(rule.title, lang),
-                _OPS[lang][rule.require.op],
-                literal,
-            )
-        title, op, literal = wording
-        fields = {
-            "title": title,
-            "value": _quantity(value, unit, lang),
-            "op": op,
-            "limit": _quantity(limit, unit, lang) if months else literal,
-            "deadline": deadline or text["not_given"],
+        # One literal in the JSON order of ``RuleResult``; the optional keys follow in that order too.
+        result: dict[str, Any] = {
+            "rule": rule.id,
+            "severity": rule.severity,
+            "unit": unit,
+            "status": code,
+            "value": value,
+            "limit": limit,
+            "deadline": deadline,
         }
+        fields = {"value": _quantity(value, unit, lang), "deadline": deadline or text["not_given"]}
+        if months:
+            fields["limit"] = _quantity(limit, unit, lang)
         if code == "pending":
             allowed = measure.allowance[row] if measure.allowance is not None else rule.require.limit
             remaining = int(allowed) - int(value)  # type: ignore[arg-type]
             result["remaining"] = remaining
             fields["remaining"] = _quantity(remaining, unit, lang)
-        message = text[code].format(**fields)
+        message = wording.templates[code].format_map(fields)
         if measure.excluded is not None:
             result["excluded"] = measure.excluded[row]
             if result["excluded"]:
@@ -341,6 +328,38 @@ class VerdictBuilder:
         if measure.deadline_note is not None and measure.deadline_note[row] is not None:
             message += text["no_deadline"]
         result["message"] = message
+        result["source"] = self._sources[rule.id]
+        return result
+
+
+@dataclass(frozen=True)
+class _Wording:
+    """What a rule's measured results say whatever the case, worded once per language.
+
+    Each message template (``pass``, ``fail``, ``pending``) has the title, the operator and, unless the
+    limit is the case's own (months), the limit already in it: a result formats only the case's numbers.
+    """
+
+    months: bool
+    templates: dict[str, str]
+
+    @classmethod
+    def of(cls, rule: Rule, lang: Lang) -> _Wording:
+        months = isinstance(rule.measure, MonthsMeasure)
+        fixed = {
+            "title": getattr(rule.title, lang),
+            "op": _OPS[lang][rule.require.op],
+            "limit": None if months else _quantity(rule.require.limit, rule.unit, lang),
+        }
+        # Filled in now: the fixed words (braces doubled, so that they stay text); kept as placeholders:
+        # the case's own numbers.
+        filling = {
+            key: "{" + key + "}" if word is None else word.replace("{", "{{").replace("}", "}}")
+            for key, word in fixed.items()
+        }
+        filling.update((key, "{" + key + "}") for key in ("value", "remaining", "deadline"))
+        templates = {code: _TEXT[lang][code].format_map(filling) for code in ("pass", "fail", "pending")}
+        return cls(months, templates)
 
 
 def _conjunct(rule: Rule, k: int) -> Condition:

@@ -7,7 +7,9 @@ import resource
 from datetime import date
 from typing import Any
 
+import durable_rules_engine
 import numpy as np
+import orjson
 import polars as pl
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -15,6 +17,7 @@ from hypothesis import strategies as st
 
 from engine import Engine
 from engine.cases import validate_case
+from engine.executors import durable as durable_module
 from engine.executors.columnar import compile_predicate, fact_frame
 from engine.executors.plan import (
     And,
@@ -225,13 +228,31 @@ def _water(case_id: str, connected: str) -> dict[str, object]:
 
 
 def test_same_case_id_twice_is_judged_twice(durable: Engine) -> None:
-    """durable_rules dedups facts by id within a session: each check must get a session of its own."""
+    """durable_rules dedups facts by id within a session: each check must assert under an id of its own."""
     first = durable.check(_water("W-DUP", "2026-03-04"), as_of=AS_OF)
     second = durable.check(_water("W-DUP", "2026-03-09"), as_of=AS_OF)
     again = durable.check(_water("W-DUP", "2026-03-04"), as_of=AS_OF)
     assert (first.results[2].rule, first.results[2].status) == ("water.no_external.2wd", "pass")
     assert second.results[2].status == "fail"
     assert again == first
+
+
+def test_no_fact_outlives_its_check(durable: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The durable session is kept and each fact retracted: none is left, even by a check that failed
+    halfway through its actions (the session goes then), and the next check is judged as before."""
+    case = validate_case(_water("W-LEFT", "2026-03-05"))
+    expected = durable.check_many([case], AS_OF)
+
+    def broken(handle: int, state: str) -> str:
+        raise RuntimeError("action failed")
+
+    monkeypatch.setattr(durable_module.durable_rules_engine, "complete_and_start_action", broken)
+    with pytest.raises(RuntimeError, match="action failed"):
+        durable.check_many([case], AS_OF)
+    monkeypatch.undo()
+    assert durable.check_many([case], AS_OF) == expected
+    handle = durable.executor._handles["water_connection"]  # type: ignore[attr-defined]
+    assert orjson.loads(durable_rules_engine.get_facts(handle, durable_module._SESSION)) == []
 
 
 def test_a_kind_whose_rules_all_do_not_apply(durable: Engine) -> None:
@@ -250,7 +271,7 @@ def test_a_kind_whose_rules_all_do_not_apply(durable: Engine) -> None:
 
 @pytest.mark.scale
 def test_durable_memory_stays_flat(durable: Engine) -> None:
-    """Sessions are deleted after each check: RSS must not grow with the number of checks."""
+    """Facts are retracted after each check: RSS must not grow with the number of checks."""
     case = validate_case(_water("W-MEM", "2026-03-05"))
 
     def rss_mib() -> float:
