@@ -235,7 +235,7 @@ class RecordFrame:
             values = [_without_nulls(r) for r in self.raw.take(pa.array(rows, pa.int64())).to_pylist()]
         return [
             Located(self.file, line, value)
-            for line, value in zip(self.lines[rows].tolist(), values, strict=False)
+            for line, value in zip(self.lines[rows].tolist(), values, strict=True)
         ]
 
     def select(self, keep: np.ndarray) -> RecordFrame:
@@ -284,35 +284,48 @@ def read_ndjson_frames(path: Path, chunk: int) -> Iterator[RecordFrame]:
             yield _ndjson_frame(name, lines, np.array(numbers, np.int64))
 
 
-def _ndjson_frame(name: str, lines: list[bytes], numbers: np.ndarray) -> RecordFrame:
+def _ndjson_frame(name: str, lines: list[bytes], numbers: np.ndarray, retry: bool = True) -> RecordFrame:
     body = b"".join(line if line.endswith(b"\n") else line + b"\n" for line in lines)
     try:
         frame = pl.read_ndjson(body, schema=frame_schema())
     except pl.exceptions.PolarsError:
-        records, unreadable = [], []
-        for line, number in zip(lines, numbers.tolist(), strict=True):
-            try:
-                records.append(Located(name, number, orjson.loads(line)))
-            except orjson.JSONDecodeError as exc:
-                unreadable.append((number, f"invalid JSON: {exc}"))
-        chunk = RecordFrame.of_records(name, records)
-        chunk.unreadable = unreadable
-        return chunk
+        return _line_by_line(name, lines, numbers, retry)
     text = pl.Series(pa.array(lines, pa.binary())).cast(pl.String)  # Polars read it: valid UTF-8
     keys, mistyped = _key_patterns()
     present = frame.select(_present_keys()).to_series()
     typed = ((text.str.count_matches(keys) == present) & ~text.str.contains(mistyped)).to_numpy()
-    if typed.all():
-        return RecordFrame(name, frame, numbers, lines, [])
-    odd = np.flatnonzero(~typed)
     whole = RecordFrame(name, frame, numbers, lines, [])
+    if typed.all():
+        return whole
     return RecordFrame(
         name,
         frame.filter(pl.Series(typed)),
         numbers[typed],
         [lines[i] for i in np.flatnonzero(typed).tolist()],
-        whole.originals(odd),
+        whole.originals(np.flatnonzero(~typed)),
     )
+
+
+def _line_by_line(name: str, lines: list[bytes], numbers: np.ndarray, retry: bool) -> RecordFrame:
+    """A chunk Polars refused: find the lines that are not JSON objects and read the rest again, once;
+    if Polars still refuses (a value of a shape no schema column takes), every line goes to pydantic."""
+    records, unreadable, good = [], [], []
+    for i, (line, number) in enumerate(zip(lines, numbers.tolist(), strict=True)):
+        try:
+            value = orjson.loads(line)
+        except orjson.JSONDecodeError as exc:
+            unreadable.append((number, f"invalid JSON: {exc}"))
+            continue
+        records.append(Located(name, number, value))
+        if isinstance(value, dict):
+            good.append(i)
+    if retry and good and len(good) < len(lines):
+        chunk = _ndjson_frame(name, [lines[i] for i in good], numbers[good], retry=False)
+        chunk.records += [r for r in records if not isinstance(r.record, dict)]
+    else:
+        chunk = RecordFrame.of_records(name, records)
+    chunk.unreadable = unreadable
+    return chunk
 
 
 def read_parquet_frames(path: Path, chunk: int) -> Iterator[RecordFrame]:

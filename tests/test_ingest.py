@@ -297,3 +297,14 @@ def test_time_zones_and_order_agree_with_pydantic(
     path = tmp_path_factory.mktemp("stamps") / "in.ndjson"
     path.write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in records))
     check_chunks(list(read_ndjson_frames(path, 100)), dict(enumerate(records, 1)), fields)
+
+
+def test_one_broken_line_does_not_cost_its_chunk_the_column_checks(tmp_path: Path) -> None:
+    lines = [orjson.dumps(record) for record in BASE[:100]]
+    lines[10] = b'{"case_id": "broken"'  # not JSON
+    lines[20] = b"[1, 2]"  # JSON, not an object
+    (tmp_path / "in.ndjson").write_bytes(b"\n".join(lines) + b"\n")
+    (chunk,) = read_ndjson_frames(tmp_path / "in.ndjson", 1000)
+    assert chunk.frame.height == 98
+    assert [line for line, _ in chunk.unreadable] == [11]
+    assert [(r.line, r.record) for r in chunk.records] == [(21, [1, 2])]
