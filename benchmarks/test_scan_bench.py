@@ -114,5 +114,5 @@ def test_columnar_executor(benchmark: BenchmarkFixture, columnar: Engine, measur
 @pytest.mark.benchmark(group="executors")
 def test_durable_executor(benchmark: BenchmarkFixture, measured: list[Measured]) -> None:
     durable = Engine.load(engine="durable")
-    rows = benchmark.pedantic(_match_all, args=(durable, measured), rounds=1, iterations=1)
+    rows = benchmark.pedantic(_match_all, args=(durable, measured), rounds=3, iterations=1)
     benchmark.extra_info["cases"] = rows
