@@ -599,3 +599,21 @@ def test_no_server_errors(api_schema: Any, method: str, path: str) -> None:
         case.call_and_validate(checks=[not_a_server_error])
 
     fuzz()
+
+
+def test_worker_factory_freezes_start_up_state_and_widens_the_young_generation(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import gc
+
+    from engine.api import ENV_STORE, GC_YOUNG_THRESHOLD, app_from_env
+
+    monkeypatch.setenv(ENV_STORE, f"sqlite:///{tmp_path / 'log.db'}")
+    threshold = gc.get_threshold()
+    try:
+        app_from_env()
+        assert gc.get_freeze_count() > 0
+        assert gc.get_threshold()[0] == GC_YOUNG_THRESHOLD
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*threshold)
