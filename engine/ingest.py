@@ -155,11 +155,14 @@ def frame_schema() -> dict[str, pl.DataType]:
 
 @functools.cache
 def _key_patterns() -> tuple[str, str]:
-    """Regexes for (any known key, a text field's key followed by a value that is not a string).
+    """Regexes for (any known key; a text field's key followed by a value that is not a string, or an
+    escaped ASCII character anywhere).
 
     A row is read as JSON means it only when the first counts exactly the fields Polars found with a
-    value and the second finds nothing: a repeated key, an explicit null or a number where text belongs
-    each break that, and such rows go to pydantic (see the module docstring).
+    value and the second finds nothing: a repeated key or an explicit null raises the count, a number
+    where text belongs matches the second, and such rows go to pydantic (see the module docstring). A
+    key spelt with escapes (``"case\\u005fid"``) would lower the count and could hide one of the others,
+    so escaped ASCII sends its row to pydantic too; escaped non-ASCII text cannot spell a known key.
     """
     known: set[str] = set()
     text: set[str] = set()
@@ -171,7 +174,7 @@ def _key_patterns() -> tuple[str, str]:
     space = "[ \t\r\n]*"
     return (
         rf'"(?:{"|".join(sorted(known))})"{space}:',
-        rf'"(?:{"|".join(sorted(text))})"{space}:{space}[^" \t\r\n]',
+        rf'"(?:{"|".join(sorted(text))})"{space}:{space}[^" \t\r\n]|\\u00[0-7][0-9a-fA-F]',
     )
 
 
@@ -407,7 +410,7 @@ def _empty_as_null(column: pl.Expr, dtype: pl.DataType) -> pl.Expr:
 
 _TIMESTAMP = r"^([0-9]{4}-[0-9]{2}-[0-9]{2})(?:[T ]([0-9]{2}):([0-9]{2})(?::([0-9]{2})(?:\.([0-9]{1,6}))?)?(Z|[+-][0-9]{2}:[0-9]{2})?)?$"
 _NUMBER = r"^-?[0-9]+(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?$"
-_INTEGER = r"^[0-9]{1,15}$"
+_INTEGER = r"^[0-9]{1,15}(?:\.0+)?$"  # pydantic takes "2.0" (and 2.0) as 2
 # Whole fen with at most 15 significant digits, so the float, the Decimal and the text all agree.
 _MONEY = r"^[0-9]{1,13}(?:\.[0-9]{1,2})?$"
 _SHANGHAI_MINUTES = 8 * 60
