@@ -46,6 +46,8 @@ _NAT_DAY = int(NAT.view(np.int64))
 _NAT_ARRAY = np.array(_NAT_DAY)
 _NAN = np.array(np.nan)
 _NONE = np.array(None, object)
+# Viewing as a dtype object skips parsing the dtype's name, which costs as much as the view itself.
+_DAY = np.dtype("datetime64[D]")
 
 
 @dataclass
@@ -112,7 +114,9 @@ class Batch:
         fen: dict[str, np.ndarray] = {}
         days = None
         if layout.dates:
-            # ``_day_number`` written out: a function call per value costs as much as the conversion.
+            # Day numbers (days since 1970-01-01 of the local date, the int64 behind ``datetime64[D]``),
+            # written out inline: a function call per value costs as much as the conversion. A datetime's
+            # ``toordinal`` is that of its own (local) date, so timestamps need no ``.date()`` first.
             days = np.array(
                 [
                     _NAT_DAY if (day := get(case)) is None else day.toordinal() - _EPOCH_ORDINAL
@@ -121,7 +125,7 @@ class Batch:
                 ],
                 np.int64,
             ).reshape(len(layout.dates), n)
-            dates = days.view("datetime64[D]")
+            dates = days.view(_DAY)
             for i, path in enumerate(layout.dates):
                 columns[path] = dates[i]
         if layout.numbers:
@@ -147,24 +151,24 @@ class Batch:
             ).reshape(len(layout.others), n)
             for i, path in enumerate(layout.others):
                 columns[path] = others[i]
-        rows, reasons, codes, starts, ends = [], [], [], [], []
+        rows, codes, starts, ends = [], [], [], []
         exemptions: dict[str, np.ndarray] = {}
         for i, case in enumerate(cases):
             for pause in case.pauses:
                 rows.append(i)
-                reasons.append(pause.reason)
                 codes.append(_PAUSE_CODE[pause.reason])
-                starts.append(_day_number(pause.start))
-                ends.append(_day_number(pause.end))
+                # Day numbers as for the date columns (a pause always has a start).
+                starts.append(pause.start.toordinal() - _EPOCH_ORDINAL)
+                ends.append(_NAT_DAY if (end := pause.end) is None else end.toordinal() - _EPOCH_ORDINAL)
             for exemption in case.exemptions:
                 exemptions.setdefault(exemption.rule, np.full(n, None, object))[i] = exemption.reason
         # Rows, reason codes and bounds are all int64: one array, whose rows are the table's columns (from
         # one flat list: nested lists make NumPy discover the shape first).
         table = np.array(rows + codes + starts + ends, np.int64).reshape(4, len(rows))
-        bounds = table[2:].view("datetime64[D]")
+        bounds = table[2:].view(_DAY)
         pauses = Pauses(
             table[0],
-            np.fromiter(reasons, object, len(reasons)),
+            _PAUSE_REASON_ARRAY.take(table[1]),  # the reasons' one string each, by code: no list to build
             bounds[0],
             bounds[1],
             table[1],
@@ -252,19 +256,9 @@ _EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
 _NAN_FLOAT = float("nan")
 PAUSE_REASONS: tuple[str, ...] = typing.get_args(PauseReason)
 _PAUSE_CODE = {reason: code for code, reason in enumerate(PAUSE_REASONS)}
+_PAUSE_REASON_ARRAY = np.array(PAUSE_REASONS, object)  # code → reason
 # A column to compare a pause table's reasons against: row r is True where the reason is the r-th.
-_PAUSE_REASON_COLUMN = np.array(PAUSE_REASONS, object).reshape(-1, 1)
-
-
-def _day_number(value: date | datetime | None) -> int:
-    """Days since 1970-01-01 of the local date (the int64 behind ``datetime64[D]``); NaT when absent.
-
-    A datetime's ``toordinal`` is that of its own (local) date, so dates and timestamps need no
-    ``.date()`` first.
-    """
-    if value is None:
-        return _NAT_DAY
-    return value.toordinal() - _EPOCH_ORDINAL
+_PAUSE_REASON_COLUMN = _PAUSE_REASON_ARRAY.reshape(-1, 1)
 
 
 def _get_path(obj: Any, parts: tuple[str, ...]) -> Any:
@@ -377,9 +371,8 @@ def measure_batch(pack: RulePack, batch: Batch, calendar: WorkdayIndex, as_of: d
     if plan.working is not None:
         for slot, measure in zip(plan.working.slots, measurer.working_days(plan.working), strict=True):
             distinct[slot] = measure
-    for slot, rule in enumerate(plan.distinct):
-        if distinct[slot] is None:
-            distinct[slot] = measurer.measure(rule)
+    for slot, rule in plan.others:
+        distinct[slot] = measurer.measure(rule)
     measures = [distinct[slot] for slot in plan.slot_of_rule]
     return Measured(batch, as_of, batch.columns[plan.anchor], measures)  # type: ignore[arg-type]
 
@@ -395,11 +388,11 @@ class _WorkingDayGroup:
     bounds: tuple[str, ...]
     limits: np.ndarray  # int64 (rules, 1)
     start_names: np.ndarray  # object (rules, 1): named as missing where the start is absent
-    # int64 (rules, pause reasons): the pause's tally for the rule, numbered to count (tally, row) groups.
-    # Tally r (the rule's index) sums the working days of the pauses the rule excludes; tally rules + r
-    # counts the pauses it does not.
-    tally: np.ndarray
-    excludes: np.ndarray  # bool (rules, pause reasons): the rule excludes pauses of the reason
+    # int64 (2, rules, pause reasons), one block so that a batch's pauses look both up in one ``take``:
+    # [0] the pause's tally for the rule, numbered to count (tally, row) groups (tally r, the rule's index,
+    # sums the working days of the pauses the rule excludes; tally rules + r counts the pauses it does
+    # not); [1] 1 where the rule excludes pauses of the reason, else 0.
+    by_reason: np.ndarray
 
     @classmethod
     def of(cls, rules: Sequence[Rule], slots: Sequence[int] | None = None) -> _WorkingDayGroup:
@@ -415,8 +408,7 @@ class _WorkingDayGroup:
             (*(m.start for m in measures), *(m.end for m in measures)),  # type: ignore[union-attr]
             np.array([[int(rule.require.limit)] for rule in rules], np.int64).reshape(-1, 1),
             np.array([m.start for m in measures], object).reshape(-1, 1),  # type: ignore[union-attr]
-            np.where(excludes, rule_index, len(rules) + rule_index),
-            excludes,
+            np.array([np.where(excludes, rule_index, len(rules) + rule_index), excludes], np.int64),
         )
 
 
@@ -431,6 +423,8 @@ class _MeasurePlan:
     distinct: tuple[Rule, ...]  # the first rule of each slot
     slot_of_rule: tuple[int, ...]
     working: _WorkingDayGroup | None
+    # The slots measured one by one (every measure but working days), so a batch need not look for them.
+    others: tuple[tuple[int, Rule], ...]
 
 
 @functools.lru_cache(maxsize=256)
@@ -445,7 +439,8 @@ def _measure_plan(pack: RulePack, kind: str) -> _MeasurePlan:
         slot_of_rule.append(slots[rule.measure_key])
     working = [slot for slot, rule in enumerate(distinct) if isinstance(rule.measure, WorkingDaysMeasure)]
     group = _WorkingDayGroup.of([distinct[slot] for slot in working], working) if working else None
-    return _MeasurePlan(pack.anchor(kind), tuple(distinct), tuple(slot_of_rule), group)
+    others = tuple((slot, rule) for slot, rule in enumerate(distinct) if slot not in working)
+    return _MeasurePlan(pack.anchor(kind), tuple(distinct), tuple(slot_of_rule), group, others)
 
 
 def _absent(column: np.ndarray) -> np.ndarray:
@@ -559,7 +554,7 @@ class _Measurer:
         # Viewed as unsigned, negative positions (and NaT, the most negative int64) exceed any length,
         # so one max() checks both ends of the range.
         if positions.size and _max(positions.view(np.uint64), axis=None) >= len(self.cum):
-            self.calendar.positions((positions + self.first_day).view("datetime64[D]"))
+            self.calendar.positions((positions + self.first_day).view(_DAY))
 
     def measure(self, rule: Rule) -> RuleMeasure:
         measure = rule.measure
@@ -629,34 +624,37 @@ class _Measurer:
         # One flat int64 array of day numbers: the windows' bounds (start/end, rule, row), then the pauses'
         # starts and ends. One substitution and one range check serve both: an open case, like an open
         # pause, runs to as_of. ``concatenate`` copies, so the substitutions are safe.
-        days = np.concatenate((self.batch.day_block(group.bounds), pause_days), axis=None)
+        # Both raveled first: ``concatenate`` of 1-d arrays costs half its ``axis=None`` form (both are
+        # contiguous, so the ravels are views).
+        days = np.concatenate((self.batch.day_block(group.bounds).ravel(), pause_days.ravel()))
         nat = days == _NAT_ARRAY
-        if np.count_nonzero(nat):
-            days[nat] = self.judged_day
+        # Unconditionally: ``putmask`` costs less than testing the mask first, and is linear like the test.
+        np.putmask(days, nat, self.judged_day)
         window_nat = nat[:windows].reshape(2, k, n)
         valid = ~window_nat[0]
         is_open = window_nat[1] & valid
         every = days - self.constants.first_day_array
         positions = every[:windows].reshape(2, k, n)  # a view: changing it changes ``every``
-        if np.count_nonzero(valid) < valid.size:
-            # Rows without a start get position 0 for both ends (so an end outside the calendar raises
-            # nothing there); they are masked out by ``valid`` afterwards, and clip every pause away.
-            positions *= valid
+        # Rows without a start get position 0 for both ends (so an end outside the calendar raises nothing
+        # there); they are masked out by ``valid`` afterwards, and clip every pause away. Unconditionally,
+        # for the same reason as the ``putmask``.
+        positions *= valid
         self.check_positions(every)
         cum = self.cum
         cums = cum.take(positions)
-        start_cum = cums[0]
         excluded, not_excluded = self.paused_working_days(group, positions, every[windows:])
         # The deadline is the (limit + excluded)-th working day after the start. A search that runs off
-        # the calendar finds len(cum), and rows without a start are sent there: its day is NaT.
-        position = cum.searchsorted(start_cum + group.limits + excluded)
+        # the calendar finds len(cum), and rows without a start are sent there: its day is NaT. The
+        # start's count plus the excluded days is shared by the search and the value (one addition).
+        counted = cums[0] + excluded
+        position = cum.searchsorted(counted + group.limits)
         end = self.constants.end
-        deadline = self.constants.day_of.take(np.where(valid, position, end)).view("datetime64[D]")
+        deadline = self.constants.day_of.take(np.where(valid, position, end)).view(_DAY)
         beyond = position >= end
         # Rows beyond the calendar are rare: most batches need only an empty (all None) note.
         note = self.beyond_note(valid & beyond) if np.count_nonzero(beyond) else np.empty((k, n), object)
         # int64 days and a NaN: ``where`` promotes to float64, exactly (the counts are small integers).
-        value = np.where(valid, cums[1] - start_cum - excluded, _NAN)
+        value = np.where(valid, cums[1] - counted, _NAN)
         missing = np.where(valid, _NONE, group.start_names)
         # Positional (value, missing, open, allowance, deadline, excluded, not_excluded, deadline_note):
         # keyword arguments cost a batch of one more than building the row views.
@@ -677,7 +675,7 @@ class _Measurer:
         is clipped to every rule's window of its case at once, (rules, pauses) arrays; the clipped start
         and end stay in order, so a pause outside the window is left empty (its end at or before its
         start) instead of being filtered out. Each pause falls in a group ``tally * n + row`` (see
-        ``_WorkingDayGroup.tally``), so one weighted ``bincount`` gives both answers: an excludable pause
+        ``_WorkingDayGroup.by_reason``), so one weighted ``bincount`` gives both answers: an excludable pause
         weighs its working days, another pause 1 if it is not empty. Sorting the pauses by (group, start)
         and keeping a running maximum of the ends seen so far within the group makes each pause add only
         the part no earlier pause covered: the union's length without a loop. A batch without pauses in
@@ -698,10 +696,9 @@ class _Measurer:
             zeros = np.zeros((k, n), np.int64)
             return zeros, zeros
         codes = pauses.code if pauses.code is not None else (pauses.reason == _PAUSE_REASON_COLUMN).argmax(0)
-        groups = group.tally.take(codes, axis=1)
+        groups, excludable = group.by_reason.take(codes, axis=2)  # excludable: 0/1, a mask to NumPy
         if n > 1:  # a batch of one has one group per tally
             groups = groups * n + rows
-        excludable = group.excludes.take(codes, axis=1)
         cum = self.cum
         if np.count_nonzero(excludable) > 1:
             # Overlaps can only exist between two excluded pauses; a lone one is its own union. (The
