@@ -557,13 +557,13 @@ class _Measurer:
             self.calendar.positions((positions + self.first_day).view(_DAY))
 
     def measure(self, rule: Rule) -> RuleMeasure:
+        """Any measure but working days, which ``measure_batch`` takes for all rules of a kind at once."""
         measure = rule.measure
         if isinstance(measure, FieldMeasure):
             return self.field(measure)
         if isinstance(measure, RatioMeasure):
             return self.ratio(measure)
-        if isinstance(measure, WorkingDaysMeasure):
-            return self.working_days(_WorkingDayGroup.of([rule]))[0]
+        assert not isinstance(measure, WorkingDaysMeasure)
         return self.calendar_days(measure, int(rule.require.limit))
 
     def field(self, measure: FieldMeasure) -> RuleMeasure:
