@@ -15,13 +15,12 @@ import numpy as np
 import polars as pl
 
 from engine.calendar import WorkdayIndex
-from engine.executors.columnar import COMPARE, compile_predicate
+from engine.executors.columnar import COMPARE, compile_predicate, fact_series
 from engine.executors.plan import lower
 from engine.measures import Batch, iter_leaves, measure_fields
 from engine.rules import AggregateRule, FieldMeasure, RulePack, WorkingDaysMeasure
 
 Period = Literal["month", "quarter", "year"]
-_EPOCH = np.datetime64("1970-01-01", "D")
 NO_GROUP = "(未填)"
 
 
@@ -39,19 +38,9 @@ def period_labels(days: np.ndarray, period: Period) -> np.ndarray:
 
 
 def _frame(batch: Batch, names: list[str]) -> pl.DataFrame:
-    """The named case fields as Polars columns; dates as day numbers, as the predicates compare them."""
-    series = []
-    for name in names:
-        column = batch.columns[name]
-        if column.dtype.kind == "M":
-            numbers = (column - _EPOCH).astype(np.float64)
-            numbers[np.isnat(column)] = np.nan
-            series.append(pl.Series(name, numbers, nan_to_null=True))
-        elif column.dtype.kind == "f":
-            series.append(pl.Series(name, column, nan_to_null=True))
-        else:
-            series.append(pl.Series(name, column.tolist(), strict=False))
-    return pl.DataFrame(series)
+    """The named case fields as Polars columns, converted as the columnar executor converts facts (dates
+    as day numbers), since the same compiled predicates read them."""
+    return pl.DataFrame([fact_series(batch.columns[name], batch.n).alias(name) for name in names])
 
 
 def _holds(condition: Any, frame: pl.DataFrame) -> np.ndarray:

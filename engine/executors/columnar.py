@@ -108,7 +108,7 @@ def compile_plan(plan: KindPlan) -> CompiledKind:
     return CompiledKind(list(atoms.values()), chains, required)
 
 
-def _series(column: np.ndarray | None, n: int) -> pl.Series:
+def fact_series(column: np.ndarray | None, n: int) -> pl.Series:
     """A fact column as a Polars Series, null where absent; each kind of column by its cheapest path.
 
     Numbers, and dates as their day numbers, are float64 with NaN turned into null as Polars copies
@@ -144,7 +144,7 @@ def fact_frame(plan: KindPlan, measured: Measured) -> pl.DataFrame:
     for key, column in fact_sources(plan, measured):
         series = converted.get(id(column))
         if series is None:
-            series = converted[id(column)] = _series(column, measured.batch.n)
+            series = converted[id(column)] = fact_series(column, measured.batch.n)
         columns.append(series.alias(key))
     return pl.DataFrame(columns)
 
