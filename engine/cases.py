@@ -12,6 +12,8 @@ Validation collects every problem of a record in one pass (pydantic does the col
 from __future__ import annotations
 
 import math
+import types
+import typing
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
@@ -63,6 +65,7 @@ __all__ = [
     "calendar_bounds",
     "case_adapter",
     "case_json_schema",
+    "leaf_types",
     "local_date",
     "to_fen",
     "validate_case",
@@ -527,6 +530,17 @@ CASE_MODELS: dict[str, type[CaseBase]] = {
 KINDS: tuple[str, ...] = tuple(CASE_MODELS)
 
 case_adapter: TypeAdapter[Any] = TypeAdapter(Case)
+
+
+def leaf_types(annotation: Any) -> list[Any]:
+    """The types a field annotation admits, in declaration order: ``Annotated`` unwrapped, unions
+    flattened (``None`` included as ``NoneType``). Readers of the models (column layouts, column checks)
+    decide a field's form from these."""
+    if typing.get_origin(annotation) is typing.Annotated:
+        return leaf_types(typing.get_args(annotation)[0])
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        return [leaf for arg in typing.get_args(annotation) for leaf in leaf_types(arg)]
+    return [annotation]
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -18,7 +18,6 @@ pydantic too. Exporters that write ``null`` for absent fields therefore take the
 from __future__ import annotations
 
 import functools
-import types
 import typing
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -35,7 +34,7 @@ import pyarrow.parquet as pq
 from pydantic import AfterValidator, BaseModel
 from pydantic_core import PydanticUndefined
 
-from engine.cases import CASE_MODELS, Approval, Exemption, InternalWorks, Pause, calendar_bounds
+from engine.cases import CASE_MODELS, Approval, Exemption, InternalWorks, Pause, calendar_bounds, leaf_types
 from engine.measures import PAUSE_REASONS, Batch, Pauses, date_rows, field_type
 
 __all__ = [
@@ -80,20 +79,12 @@ class FieldSpec:
     model: type[BaseModel] | None = None  # for objects and lists of objects
 
 
-def _leaves(annotation: Any) -> list[Any]:
-    if typing.get_origin(annotation) is typing.Annotated:
-        return _leaves(typing.get_args(annotation)[0])
-    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
-        return [leaf for arg in typing.get_args(annotation) for leaf in _leaves(arg)]
-    return [annotation]
-
-
 @functools.cache
 def field_specs(model: type[BaseModel]) -> tuple[FieldSpec, ...]:
     """The fields of a model as the column checks need them: form, bounds, choices, defaults, order."""
     specs = []
     for name, info in model.model_fields.items():
-        leaves = _leaves(info.annotation)
+        leaves = leaf_types(info.annotation)
         nullable = type(None) in leaves
         leaves = [leaf for leaf in leaves if leaf is not type(None)]
         metadata = list(info.metadata)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import functools
 import operator
-import types
 import typing
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -22,7 +21,7 @@ import numpy as np
 from pydantic import BaseModel
 
 from engine.calendar import WorkdayIndex
-from engine.cases import CASE_MODELS
+from engine.cases import CASE_MODELS, leaf_types
 from engine.rules import (
     AllOf,
     AnyOf,
@@ -269,26 +268,17 @@ def _get_path(obj: Any, parts: tuple[str, ...]) -> Any:
     return obj
 
 
-def _leaf_types(annotation: Any) -> set[Any]:
-    args = typing.get_args(annotation)
-    if typing.get_origin(annotation) is typing.Annotated:
-        return _leaf_types(args[0])
-    if args and typing.get_origin(annotation) in (typing.Union, types.UnionType):
-        return {leaf for arg in args for leaf in _leaf_types(arg)}
-    return {annotation}
-
-
 @functools.cache
 def field_type(kind: str, path: str) -> str:
     """``date``, ``money``, ``number`` or ``other``: read from the case model, since a column whose
     values are all absent still needs its dtype."""
     model: Any = CASE_MODELS[kind]
-    leaves: set[Any] = set()
+    leaves: list[Any] = []
     for part in path.split("."):
         info = model.model_fields.get(part)
         if info is None:
             return "other"
-        leaves = _leaf_types(info.annotation)
+        leaves = leaf_types(info.annotation)
         model = next((t for t in leaves if isinstance(t, type) and issubclass(t, BaseModel)), None)
     if date in leaves or datetime in leaves:
         return "date"
