@@ -12,6 +12,7 @@ from datetime import date, datetime
 from typing import Any, Literal, Protocol
 from zoneinfo import ZoneInfo
 
+import numpy as np
 import orjson
 
 from engine.calendar import WorkdayIndex, load_calendar
@@ -28,7 +29,13 @@ SHANGHAI = ZoneInfo("Asia/Shanghai")
 class Executor(Protocol):
     name: str
 
-    def match(self, plan: KindPlan, measured: Measured) -> list[list[str]]: ...
+    def match(self, plan: KindPlan, measured: Measured) -> list[list[str]]:
+        """Per case, each rule's outcome code: what verdicts are worded from."""
+        ...
+
+    def positions(self, plan: KindPlan, measured: Measured) -> np.ndarray:
+        """(cases × rules) int64 positions of each rule's outcome in its ``outcomes``: what scans count."""
+        ...
 
 
 def today_in_shanghai() -> date:

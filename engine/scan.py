@@ -30,7 +30,7 @@ from engine.aggregates import AggregateAccumulator, Period
 from engine.cases import Case, InvalidCase, validate_case
 from engine.cases import CaseError as CaseProblem
 from engine.core import Engine, parse_as_of
-from engine.executors.columnar import ColumnarExecutor
+from engine.executors.plan import status_of
 from engine.ingest import Located, RecordFrame, read_ndjson_frames, read_parquet_frames, validate_frame
 from engine.measures import Batch, measure_batch
 
@@ -82,15 +82,6 @@ REPEATING_COLUMNS = [
     "limit",
     "unit",
 ]
-
-# Outcome code prefix → rule status (the codes are the plan's, see engine/executors/plan.py).
-STATUS_OF_CODE = {
-    "na": "not_applicable",
-    "exempt": "exempt",
-    "fail": "fail",
-    "pass": "pass",
-    "pending": "pending",
-}
 
 
 @dataclass
@@ -221,7 +212,7 @@ class _RuleOutcomes:
     @classmethod
     def of(cls, rule_plan: Any) -> _RuleOutcomes:
         codes = [outcome.code for outcome in rule_plan.outcomes]
-        statuses = [STATUS_OF_CODE[code.split(":", 1)[0]] for code in codes]
+        statuses = [status_of(code) for code in codes]
         rule = rule_plan.rule
         return cls(
             rule.id,
@@ -313,21 +304,6 @@ class ChunkChecker:
         outcome.aggregates = dict(aggregates.groups)
         return outcome
 
-    def _positions(self, kind: str, measured: Any) -> np.ndarray:
-        """(cases × rules) positions of the outcome that holds, from either executor."""
-        plan = self.engine.plans[kind]
-        executor = self.engine.executor
-        if not plan.rules:
-            return np.zeros((measured.batch.n, 0), np.int64)
-        if isinstance(executor, ColumnarExecutor):
-            frame = executor.outcome_frame(plan, measured)
-            return frame.select([str(rp.index) for rp in plan.rules]).to_numpy().astype(np.int64)
-        index = [{o.code: i for i, o in enumerate(rp.outcomes)} for rp in plan.rules]
-        codes = executor.match(plan, measured)
-        return np.array([[index[r][code] for r, code in enumerate(row)] for row in codes], np.int64).reshape(
-            measured.batch.n, len(plan.rules)
-        )
-
     def _check_batch(
         self,
         batch: Batch,
@@ -339,7 +315,7 @@ class ChunkChecker:
         kind = batch.kind
         measured = measure_batch(engine.pack, batch, engine.calendar, self.as_of)
         rules = self.outcomes[kind]
-        positions = self._positions(kind, measured)
+        positions = engine.executor.positions(engine.plans[kind], measured)
         fails = np.empty(positions.shape, bool)
         pending = np.empty(positions.shape, bool)
         for r, rule in enumerate(rules):

@@ -15,7 +15,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel
 
-from engine.executors.plan import KindPlan
+from engine.executors.plan import KindPlan, status_of
 from engine.measures import Measured, RuleMeasure
 from engine.rules import AllOf, Condition, Leaf, MonthsMeasure, NotOf, Rule
 
@@ -110,8 +110,6 @@ _TEXT = {
 
 # The outcomes worded from the measure's numbers; every other is worded by a reason.
 _MEASURED = frozenset(("pass", "pending", "fail"))
-# The status of the outcomes worded by a reason (``fail:input`` is the one ``fail`` among them).
-_REASONED_STATUS = {"na": "not_applicable", "exempt": "exempt"}
 
 
 def _number(value: Any) -> float | int | str | bool | None:
@@ -242,7 +240,7 @@ class VerdictBuilder:
             return self._measured_result(rule, code, rows, row, lang, text)
         result: dict[str, Any] = {"rule": rule.id, "severity": rule.severity, "unit": rule.unit}
         kind, _, detail = code.partition(":")
-        result["status"] = _REASONED_STATUS.get(kind, "fail")
+        result["status"] = status_of(code)
         result["reason"] = self._reason(rule, code, detail, measure, measured, row, lang)
         result["message"] = result["reason"]
         result["source"] = self._sources[rule.id]

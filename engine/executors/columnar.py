@@ -177,12 +177,18 @@ class ColumnarExecutor:
             raise RuntimeError(f"no outcome matched for rules {', '.join(unmatched)}")
         return outcomes
 
+    def positions(self, plan: KindPlan, measured: Measured) -> np.ndarray:
+        if not plan.rules:
+            return np.zeros((measured.batch.n, 0), np.int64)
+        frame = self.outcome_frame(plan, measured)
+        return frame.select([str(rp.index) for rp in plan.rules]).to_numpy().astype(np.int64)
+
     def match(self, plan: KindPlan, measured: Measured) -> list[list[str]]:
         if not plan.rules:
             return [[] for _ in range(measured.batch.n)]
-        positions = self.outcome_frame(plan, measured)
+        positions = self.positions(plan, measured)
         columns = [
-            np.array([o.code for o in rule_plan.outcomes], object)[positions[str(rule_plan.index)].to_numpy()]
-            for rule_plan in plan.rules
+            np.array([o.code for o in rule_plan.outcomes], object)[positions[:, r]]
+            for r, rule_plan in enumerate(plan.rules)
         ]
         return np.stack(columns, axis=1).tolist()

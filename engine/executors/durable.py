@@ -174,6 +174,13 @@ class DurableExecutor:
             outcomes.append(self._codes(plan, fact))
         return outcomes
 
+    def positions(self, plan: KindPlan, measured: Measured) -> np.ndarray:
+        """The matched codes as positions in each rule's outcomes (codes are unique within a rule)."""
+        index = [{o.code: i for i, o in enumerate(rp.outcomes)} for rp in plan.rules]
+        codes = self.match(plan, measured)
+        rows = [[index[r][code] for r, code in enumerate(row)] for row in codes]
+        return np.array(rows, np.int64).reshape(measured.batch.n, len(plan.rules))
+
     def _codes(self, plan: KindPlan, fact: dict[str, Any]) -> list[str]:
         """Each rule's outcome code, from the durable rules that match the fact (asserted, then retracted).
 

@@ -73,6 +73,21 @@ class Or:
 Predicate = Cmp | Has | Lacks | And | Or
 
 
+# Outcome code prefix → the rule status it reports (``fail:input`` is a failure, ``na:…`` not applicable).
+STATUS_OF_CODE = {
+    "na": "not_applicable",
+    "exempt": "exempt",
+    "fail": "fail",
+    "pass": "pass",
+    "pending": "pending",
+}
+
+
+def status_of(code: str) -> str:
+    """The status an outcome code reports in verdicts and scan results."""
+    return STATUS_OF_CODE[code.partition(":")[0]]
+
+
 @dataclass(frozen=True)
 class Outcome:
     code: str
