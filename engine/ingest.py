@@ -137,11 +137,7 @@ def _dtype(spec: FieldSpec) -> pl.DataType:
 @functools.cache
 def frame_schema() -> dict[str, pl.DataType]:
     """One schema for a chunk of any kinds: the union of every kind's fields, scalars read as text."""
-    schema: dict[str, pl.DataType] = {}
-    for model in CASE_MODELS.values():
-        for spec in field_specs(model):
-            schema.setdefault(spec.name, _dtype(spec))
-    return schema
+    return {name: _dtype(spec) for name, spec in _column_specs().items()}
 
 
 @functools.cache
@@ -323,42 +319,24 @@ def _line_by_line(name: str, lines: list[bytes], numbers: np.ndarray, retry: boo
 
 
 def read_parquet_frames(path: Path, chunk: int) -> Iterator[RecordFrame]:
-    """Row groups of a Parquet file as frames in the text schema; a column of the wrong type sends its
-    non-empty rows to pydantic (its values would be converted as text, not refused)."""
+    """Row groups of a Parquet file as frames in the text schema. Typed columns (numbers, Decimal, Date,
+    Datetime, booleans, categoricals, structs with their fields in any order) are written as the text
+    the case models read; a column that cannot be sends its non-empty rows to pydantic."""
     name = str(path)
-    schema = frame_schema()
     row = 1
     for batch in pq.ParquetFile(path).iter_batches(batch_size=chunk):
         table = pa.Table.from_batches([batch])
         source = pl.from_arrow(table)
         assert isinstance(source, pl.DataFrame)
         columns, odd = [], pl.lit(False)
-        for column_name, dtype in schema.items():
-            if column_name not in source.columns:
-                columns.append(pl.lit(None, dtype).alias(column_name))
-                continue
-            have = source.schema[column_name]
-            column = pl.col(column_name)
-            if isinstance(dtype, pl.List | pl.Struct) or _text_only(column_name):
-                if have != dtype and have != pl.Null:
-                    odd = odd | column.is_not_null()
-                    columns.append(pl.lit(None, dtype).alias(column_name))
-                else:
-                    columns.append(_empty_as_null(column.cast(dtype), dtype).alias(column_name))
-            elif have in (
-                pl.String,
-                pl.Float64,
-                pl.Float32,
-                pl.Int64,
-                pl.Int32,
-                pl.Boolean,
-                pl.Date,
-                pl.Null,
-            ):
-                columns.append(_empty_as_null(column.cast(pl.String), pl.String()).alias(column_name))
-            else:
-                odd = odd | column.is_not_null()
-                columns.append(pl.lit(None, dtype).alias(column_name))
+        for column_name, spec in _column_specs().items():
+            dtype = _dtype(spec)
+            text = None
+            if column_name in source.columns:
+                text = _as_text(pl.col(column_name), source.schema[column_name], spec)
+                if text is None:
+                    odd = odd | pl.col(column_name).is_not_null()
+            columns.append((pl.lit(None, dtype) if text is None else text).alias(column_name))
         frame = source.select([*columns, odd.alias("_odd")])
         numbers = np.arange(row, row + len(frame), dtype=np.int64)
         row += len(frame)
@@ -377,22 +355,55 @@ def read_parquet_frames(path: Path, chunk: int) -> Iterator[RecordFrame]:
         )
 
 
+def _as_text(column: pl.Expr, have: pl.DataType, spec: FieldSpec) -> pl.Expr | None:
+    """A Parquet column of type ``have`` in the text schema's type for ``spec``, or None when its values
+    are not what the models read as that field (a number where text belongs, a time of day, a list
+    where an object belongs): those rows go to pydantic, which refuses or converts them itself.
+
+    Values become the text that ``str(value)`` of the typed value would give, which the column checks
+    parse as pydantic parses the typed value; an empty string means absent, as in CSV.
+    """
+    if have == pl.Null:
+        return column.cast(_dtype(spec))
+    if spec.form in ("object", "list"):
+        assert spec.model is not None
+        struct = have if spec.form == "object" else getattr(have, "inner", None)
+        if not isinstance(struct, pl.Struct) or (spec.form == "list") != isinstance(have, pl.List):
+            return None
+        source = column if spec.form == "object" else pl.element()
+        present = {f.name: f.dtype for f in struct.fields}
+        parts = []
+        for inner in field_specs(spec.model):
+            part = (
+                _as_text(source.struct.field(inner.name), present[inner.name], inner)
+                if inner.name in present
+                else pl.lit(None, _dtype(inner))
+            )
+            if part is None:
+                return None
+            parts.append(part.alias(inner.name))
+        rebuilt = pl.when(source.is_null()).then(None).otherwise(pl.struct(parts))
+        return rebuilt if spec.form == "object" else column.list.eval(rebuilt)
+    stringlike = have == pl.String or isinstance(have, pl.Categorical | pl.Enum)
+    if spec.form == "text" and not stringlike:
+        return None  # a text field holding a number is an error, not text
+    if isinstance(have, pl.Datetime):  # µs, as Python's datetime; "+00:00" kept when zoned
+        text = column.cast(pl.Datetime("us", have.time_zone)).cast(pl.String)
+    elif stringlike or have.is_numeric() or have in (pl.Boolean, pl.Date):
+        text = column.cast(pl.String)
+    else:
+        return None
+    return pl.when(text == "").then(None).otherwise(text)
+
+
 @functools.cache
-def _text_only(name: str) -> bool:
-    """Fields that must be JSON strings (a number there is an error, not text)."""
-    return any(
-        spec.name == name and spec.form == "text" for m in CASE_MODELS.values() for spec in field_specs(m)
-    )
-
-
-def _empty_as_null(column: pl.Expr, dtype: pl.DataType) -> pl.Expr:
-    """Parquet and CSV mean "absent" by an empty string, as the row-by-row reader does."""
-    if isinstance(dtype, pl.Struct):
-        fields = [_empty_as_null(column.struct.field(f.name), f.dtype).alias(f.name) for f in dtype.fields]
-        return pl.when(column.is_null()).then(None).otherwise(pl.struct(fields))
-    if isinstance(dtype, pl.List):
-        return column  # an empty text inside a list item fails the item's checks and goes to pydantic
-    return pl.when(column == "").then(None).otherwise(column)
+def _column_specs() -> dict[str, FieldSpec]:
+    """Each top-level field of any kind with its spec (a field name means the same in every kind)."""
+    specs: dict[str, FieldSpec] = {}
+    for model in CASE_MODELS.values():
+        for spec in field_specs(model):
+            specs.setdefault(spec.name, spec)
+    return specs
 
 
 # ---------------------------------------------------------------------------------------------------------
