@@ -24,17 +24,20 @@ Period = Literal["month", "quarter", "year"]
 NO_GROUP = "(未填)"
 
 
-def period_labels(days: np.ndarray, period: Period) -> np.ndarray:
-    """``2026-03``, ``2026-Q1`` or ``2026`` for each anchor date."""
+def period_codes(days: np.ndarray, period: Period) -> np.ndarray:
+    """Each anchor date's period as a number (months, quarters or years since 1970): cases are grouped
+    by number, and only the groups' labels are ever written out."""
     months = days.astype("datetime64[M]").astype(np.int64)
-    years = months // 12 + 1970
+    return months // {"month": 1, "quarter": 3, "year": 12}[period]
+
+
+def period_label(code: int, period: Period) -> str:
+    """``2026-03``, ``2026-Q1`` or ``2026`` for a code of ``period_codes``."""
     if period == "year":
-        return years.astype(str).astype(object)
+        return str(1970 + code)
     if period == "quarter":
-        return np.char.add(np.char.add(years.astype(str), "-Q"), (months % 12 // 3 + 1).astype(str)).astype(
-            object
-        )
-    return np.datetime_as_string(days.astype("datetime64[M]")).astype(object)
+        return f"{1970 + code // 4}-Q{code % 4 + 1}"
+    return f"{1970 + code // 12}-{code % 12 + 1:02d}"
 
 
 def _frame(batch: Batch, names: list[str]) -> pl.DataFrame:
@@ -80,20 +83,42 @@ class AggregateAccumulator:
         return list(found)
 
     def add(self, kind: str, batch: Batch) -> None:
+        """Add a batch's cases to the sums of each group and rule: one ``group_by`` for all the kind's
+        rules, since a Polars query costs far more to plan than to run on a batch."""
         rules = self.rules_for(kind)
         if not rules or batch.n == 0:
             return
         anchor = batch.columns[self.pack.anchor(kind)]
-        periods = period_labels(anchor, self.period)
-        keys = batch.columns[self.by] if self.by else np.full(batch.n, None, object)
-        keys = np.where(np.equal(keys, None), NO_GROUP, keys) if self.by else keys
+        columns: dict[str, Any] = {"period": period_codes(anchor, self.period)}
+        if self.by:
+            keys = batch.columns[self.by]
+            columns["group"] = pl.Series(
+                np.where(np.equal(keys, None), NO_GROUP, keys).tolist(), dtype=pl.String
+            )
+        else:
+            columns["group"] = pl.repeat(None, batch.n, dtype=pl.String, eager=True)
         frame = _frame(batch, self.fields(kind))
-        for rule in rules:
+        for r, rule in enumerate(rules):
             # 自生效之日起: a case counts when its anchor date is on or after the rule's from date.
             in_force = anchor >= np.datetime64(rule.effective_from, "D")
             eligible = in_force & _holds(rule.scope, frame)
             counted, values, opened = self._values(rule, batch, frame, in_force, eligible)
-            self._accumulate(rule, periods, keys, eligible, counted, values, opened)
+            columns |= {
+                f"scope{r}": eligible,
+                f"counted{r}": counted,
+                f"value{r}": np.where(counted, values, 0.0),
+                f"open{r}": opened,
+            }
+        sums = pl.DataFrame(columns).group_by("period", "group").sum()
+        for period, group, *totals in sums.iter_rows():
+            for r, rule in enumerate(rules):
+                scope, counted_n, total, open_n = totals[4 * r : 4 * r + 4]
+                if scope or open_n:  # the group has cases in this rule's scope, closed or open
+                    entry = self.groups[(rule.id, period_label(period, self.period), group)]
+                    entry[0] += scope
+                    entry[1] += counted_n
+                    entry[2] += total
+                    entry[3] += open_n
 
     def _values(
         self,
@@ -122,40 +147,6 @@ class AggregateAccumulator:
         if_closed = _holds(rule.scope, frame.with_columns(pl.col(measure.end).fill_null(0.0)))
         opened = in_force & if_closed & np.isnat(end) & ~eligible
         return eligible & closed, values, opened
-
-    def _accumulate(
-        self,
-        rule: AggregateRule,
-        periods: np.ndarray,
-        keys: np.ndarray,
-        eligible: np.ndarray,
-        counted: np.ndarray,
-        values: np.ndarray,
-        opened: np.ndarray,
-    ) -> None:
-        involved = eligible | opened
-        if not involved.any():
-            return
-        frame = pl.DataFrame(
-            {
-                "period": periods[involved].tolist(),
-                "group": keys[involved].tolist(),
-                "scope": eligible[involved],
-                "counted": counted[involved],
-                "value": np.where(counted, values, 0.0)[involved],
-                "open": opened[involved],
-            },
-            schema_overrides={"group": pl.String},
-        )
-        sums = frame.group_by("period", "group").agg(
-            pl.col("scope").sum(), pl.col("counted").sum(), pl.col("value").sum(), pl.col("open").sum()
-        )
-        for period, group, scope, counted_n, total, open_n in sums.iter_rows():
-            entry = self.groups[(rule.id, period, group)]
-            entry[0] += scope
-            entry[1] += counted_n
-            entry[2] += total
-            entry[3] += open_n
 
     def merge(self, groups: dict[tuple[str, str, str | None], list[float]]) -> None:
         """Add another accumulator's sums (a chunk checked in a worker process)."""

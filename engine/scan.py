@@ -13,11 +13,11 @@ import contextlib
 import multiprocessing
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import orjson
@@ -32,7 +32,7 @@ from engine.cases import CaseError as CaseProblem
 from engine.core import Engine, parse_as_of
 from engine.executors.plan import status_of
 from engine.ingest import Located, RecordFrame, read_ndjson_frames, read_parquet_frames, validate_frame
-from engine.measures import Batch, measure_batch
+from engine.measures import Batch, Measured, measure_batch
 
 SUFFIXES = {".ndjson": "ndjson", ".jsonl": "ndjson", ".json": "json", ".csv": "csv", ".parquet": "parquet"}
 CHUNK = 20_000
@@ -342,68 +342,65 @@ class ChunkChecker:
         _add(outcome.verdict_counts, VERDICT_NAMES, np.bincount(verdict, minlength=len(VERDICT_NAMES)))
         outcome.checked += batch.n
         if rules:
-            frames = [
-                self._results(rule, measure, positions[:, r], case_id, district, measured.anchor, outcome)
-                for r, (rule, measure) in enumerate(zip(rules, measured.measures, strict=True))
-            ]
-            outcome.results.append(pl.concat(frames).to_arrow())
+            outcome.results.append(self._results(rules, measured, positions, case_id, district, outcome))
         aggregates.add(kind, batch)
 
     def _results(
         self,
-        rule: _RuleOutcomes,
-        measure: Any,
+        rules: list[_RuleOutcomes],
+        measured: Measured,
         positions: np.ndarray,
         case_id: pl.Series,
         district: pl.Series,
-        anchor: np.ndarray,
         outcome: ChunkOutcome,
-    ) -> pl.DataFrame:
-        """One rule's rows of results.parquet; value and deadline only where the rule was decided."""
+    ) -> pa.Table:
+        """The batch's rows of results.parquet, rule after rule; value and deadline only where the rule
+        was decided. Built as one frame: a frame per rule costs more to assemble than to fill."""
         n = len(positions)
-        counts = np.bincount(positions, minlength=len(rule.status_names))
-        by_status: dict[str, int] = {}
-        _add(by_status, rule.status_names, counts)
-        _add(outcome.rule_counts.setdefault(rule.rule_id, {}), by_status, by_status.values())
-        decided = rule.decided[positions]
-        numeric = measure.value.dtype.kind == "f"
+        value = np.full((len(rules), n), np.nan)
+        deadline = np.full((len(rules), n), np.datetime64("NaT"), "datetime64[D]")
+        excluded = np.zeros((len(rules), n), np.int64)
+        value_text: list[str | None] = [None] * (len(rules) * n)
+        for r, (rule, measure) in enumerate(zip(rules, measured.measures, strict=True)):
+            at = positions[:, r]
+            by_status: dict[str, int] = {}
+            _add(by_status, rule.status_names, np.bincount(at, minlength=len(rule.status_names)))
+            _add(outcome.rule_counts.setdefault(rule.rule_id, {}), by_status, by_status.values())
+            decided = rule.decided[at]
+            if measure.value.dtype.kind == "f":
+                np.copyto(value[r], measure.value, where=decided)
+            else:
+                value_text[r * n : (r + 1) * n] = [
+                    str(v) if d and v is not None else None
+                    for v, d in zip(measure.value.tolist(), decided, strict=True)
+                ]
+            if measure.deadline is not None:
+                np.copyto(deadline[r], measure.deadline, where=decided)
+            if measure.excluded is not None:
+                excluded[r] = measure.excluded
+        # Each rule's outcome positions, shifted into one table of every rule's codes and statuses.
+        shift = np.cumsum([0, *(len(rule.codes) for rule in rules[:-1])])
+        at = (positions + shift).T.ravel()
+        which = np.repeat(np.arange(len(rules)), n)
+        every = np.tile(np.arange(n), len(rules))
         return pl.DataFrame(
             {
-                "case_id": case_id,
-                "district": district,
-                "anchor_date": anchor,
-                "status": rule.statuses.gather(positions),
-                "outcome": rule.codes.gather(positions),
-                "value": np.where(decided, measure.value, np.nan) if numeric else np.full(n, np.nan),
-                "value_text": pl.Series(
-                    [None] * n
-                    if numeric
-                    else [
-                        str(v) if d and v is not None else None
-                        for v, d in zip(measure.value.tolist(), decided, strict=True)
-                    ],
-                    dtype=pl.String,
-                ),
-                "deadline": np.where(decided, measure.deadline, np.datetime64("NaT"))
-                if measure.deadline is not None
-                else np.full(n, np.datetime64("NaT"), "datetime64[D]"),
-                "excluded": measure.excluded if measure.excluded is not None else np.zeros(n, np.int64),
-            }
-        ).select(
-            pl.col("case_id"),
-            pl.col("district"),
-            pl.col("anchor_date").cast(pl.Date),
-            pl.lit(rule.rule_id).alias("rule"),
-            pl.col("status"),
-            pl.col("outcome"),
-            pl.lit(rule.severity).alias("severity"),
-            pl.col("value").fill_nan(None),
-            pl.col("value_text"),
-            pl.lit(rule.limit).alias("limit"),
-            pl.lit(rule.unit, pl.String).alias("unit"),
-            pl.col("deadline").cast(pl.Date),
-            pl.col("excluded").cast(pl.Int64),
-        )
+                "case_id": case_id.gather(every),
+                "district": district.gather(every),
+                "anchor_date": np.tile(measured.anchor, len(rules)),
+                "rule": pl.Series([rule.rule_id for rule in rules], dtype=pl.String).gather(which),
+                "status": pl.concat([rule.statuses for rule in rules]).gather(at),
+                "outcome": pl.concat([rule.codes for rule in rules]).gather(at),
+                "severity": pl.Series([rule.severity for rule in rules], dtype=pl.String).gather(which),
+                "value": pl.Series(value.ravel()).fill_nan(None),
+                "value_text": pl.Series(value_text, dtype=pl.String),
+                "limit": pl.Series([rule.limit for rule in rules], dtype=pl.String).gather(which),
+                "unit": pl.Series([rule.unit for rule in rules], dtype=pl.String).gather(which),
+                "deadline": deadline.ravel(),
+                "excluded": excluded.ravel(),
+            },
+            schema=RESULTS_SCHEMA,
+        ).to_arrow()
 
 
 # A worker process's own checker, made once by ``_start_worker``.
@@ -478,6 +475,23 @@ class SeenCaseIds:
             self.runs.append((h1[order], h2[order], where[order]))
 
 
+T = TypeVar("T")
+
+
+def read_ahead(items: Iterator[T]) -> Iterator[T]:
+    """``items``, the next one produced in a thread while the caller works on the current one.
+
+    Reading a chunk is mostly Polars and pyarrow, which release the GIL: on a second core it overlaps
+    the checking of the chunk before, for one more chunk in memory.
+    """
+    done = object()
+    with ThreadPoolExecutor(1) as pool:
+        upcoming = pool.submit(next, items, done)
+        while (item := upcoming.result()) is not done:
+            upcoming = pool.submit(next, items, done)
+            yield item  # type: ignore[misc]
+
+
 class Scanner:
     """One scan: reads, checks and writes chunk by chunk, and keeps the running totals and aggregates.
 
@@ -509,13 +523,21 @@ class Scanner:
         self._writers: dict[str, pq.ParquetWriter] = {}
 
     def scan(self, files: list[Path], progress: Callable[[int], None] | None = None) -> dict[str, Any]:
-        with (self.out / "errors.jsonl").open("wb") as errors_file:
+        # Parquet encoding runs in a thread of its own (pyarrow releases the GIL), overlapping the checks;
+        # one thread keeps the rows in input order.
+        with (self.out / "errors.jsonl").open("wb") as errors_file, ThreadPoolExecutor(1) as writing:
+            written: deque[Future[None]] = deque()
             try:
                 for outcome, size in self._outcomes(files):
-                    self._merge(outcome, errors_file)
+                    self._merge(outcome, errors_file, written, writing)
+                    while written and written[0].done():
+                        written.popleft().result()  # a failed write stops the scan
                     if progress is not None:
                         progress(size)
+                for future in written:
+                    future.result()
             finally:
+                writing.shutdown()
                 for writer in self._writers.values():
                     writer.close()
         for name, schema in (("verdicts", VERDICTS_SCHEMA), ("results", RESULTS_SCHEMA)):
@@ -551,7 +573,7 @@ class Scanner:
     def _outcomes(self, files: list[Path]) -> Iterator[tuple[ChunkOutcome, int]]:
         """Each chunk's outcome in input order, checked here or in the worker pool."""
         if self.workers <= 1:
-            for chunk, problems in self._chunks(files):
+            for chunk, problems in read_ahead(self._chunks(files)):
                 outcome = self.checker.check(chunk)
                 outcome.errors[:0] = problems
                 yield outcome, len(chunk) + len(problems)
@@ -574,11 +596,15 @@ class Scanner:
         outcome.errors[:0] = problems
         return outcome, size
 
-    def _merge(self, outcome: ChunkOutcome, errors_file: Any) -> None:
-        for table in outcome.verdicts:
-            self._write("verdicts", table)
-        for table in outcome.results:
-            self._write("results", table)
+    def _merge(
+        self,
+        outcome: ChunkOutcome,
+        errors_file: Any,
+        written: deque[Future[None]],
+        writing: ThreadPoolExecutor,
+    ) -> None:
+        for name, tables in (("verdicts", outcome.verdicts), ("results", outcome.results)):
+            written.extend(writing.submit(self._write, name, table) for table in tables)
         for error in outcome.errors:
             errors_file.write(orjson.dumps(error.__dict__) + b"\n")
         # A record with several problems counts once: input = verdicts + errors counts records.
