@@ -523,19 +523,19 @@ class Scanner:
         self._writers: dict[str, pq.ParquetWriter] = {}
 
     def scan(self, files: list[Path], progress: Callable[[int], None] | None = None) -> dict[str, Any]:
-        # Parquet encoding runs in a thread of its own (pyarrow releases the GIL), overlapping the checks;
-        # one thread keeps the rows in input order.
+        # Parquet encoding runs in a thread of its own (pyarrow releases the GIL), overlapping the checks of
+        # the next chunk; one thread keeps the rows in input order, and at most one chunk's rows wait.
         with (self.out / "errors.jsonl").open("wb") as errors_file, ThreadPoolExecutor(1) as writing:
-            written: deque[Future[None]] = deque()
+            writes: list[Future[None]] = []
             try:
                 for outcome, size in self._outcomes(files):
-                    self._merge(outcome, errors_file, written, writing)
-                    while written and written[0].done():
-                        written.popleft().result()  # a failed write stops the scan
+                    for write in writes:
+                        write.result()  # a failed write stops the scan
+                    writes = self._merge(outcome, errors_file, writing)
                     if progress is not None:
                         progress(size)
-                for future in written:
-                    future.result()
+                for write in writes:
+                    write.result()
             finally:
                 writing.shutdown()
                 for writer in self._writers.values():
@@ -597,14 +597,14 @@ class Scanner:
         return outcome, size
 
     def _merge(
-        self,
-        outcome: ChunkOutcome,
-        errors_file: Any,
-        written: deque[Future[None]],
-        writing: ThreadPoolExecutor,
-    ) -> None:
-        for name, tables in (("verdicts", outcome.verdicts), ("results", outcome.results)):
-            written.extend(writing.submit(self._write, name, table) for table in tables)
+        self, outcome: ChunkOutcome, errors_file: Any, writing: ThreadPoolExecutor
+    ) -> list[Future[None]]:
+        """Counts and errors merged here; the chunk's rows handed to ``writing``, whose futures it returns."""
+        writes = [
+            writing.submit(self._write, name, table)
+            for name, tables in (("verdicts", outcome.verdicts), ("results", outcome.results))
+            for table in tables
+        ]
         for error in outcome.errors:
             errors_file.write(orjson.dumps(error.__dict__) + b"\n")
         # A record with several problems counts once: input = verdicts + errors counts records.
@@ -620,6 +620,7 @@ class Scanner:
             for name, count in counts.items():
                 into[name] = into.get(name, 0) + count
         self.aggregates.merge(outcome.aggregates)
+        return writes
 
     def _write(self, name: str, table: pa.Table) -> None:
         writer = self._writers.get(name)

@@ -6,6 +6,7 @@ import csv
 import resource
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +19,7 @@ from hypothesis import strategies as st
 from engine import Engine
 from engine.cases import validate_case
 from engine.generate import generate_cases, write_cases
-from engine.scan import Scanner, SeenCaseIds, _failed_rules, input_files
+from engine.scan import Scanner, SeenCaseIds, _failed_rules, input_files, read_ahead
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT / "cases" / "samples"
@@ -267,3 +268,22 @@ def test_failed_rules_lists_each_cases_failures_in_rule_order() -> None:
     fails = np.array([[False, True, True], [False, False, False], [True, False, False]])
     assert _failed_rules(fails, ["a", "b", "c"]).to_list() == [["b", "c"], [], ["a"]]
     assert _failed_rules(np.zeros((2, 0), bool), []).to_list() == [[], []]
+
+
+def test_read_ahead_keeps_order_and_passes_on_a_failure() -> None:
+    """Chunks are read in a thread: the scan must still see them in input order, and a file that fails
+    half-way must stop the scan with its error, not end it quietly."""
+    produced: list[int] = []
+
+    def chunks() -> Iterator[int]:
+        for i in range(5):
+            produced.append(i)
+            yield i
+        raise OSError("disk gone")
+
+    seen = []
+    with pytest.raises(OSError, match="disk gone"):
+        for item in read_ahead(chunks()):
+            assert len(produced) <= item + 2  # at most one chunk read ahead
+            seen.append(item)
+    assert seen == [0, 1, 2, 3, 4]
