@@ -18,6 +18,7 @@ pydantic too. Exporters that write ``null`` for absent fields therefore take the
 from __future__ import annotations
 
 import functools
+import itertools
 import typing
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -258,29 +259,24 @@ def read_ndjson_frames(path: Path, chunk: int) -> Iterator[RecordFrame]:
     """
     name = str(path)
     with path.open("rb") as handle:
-        number = 0
-        while True:
-            lines: list[bytes] = []
-            numbers: list[int] = []
-            for line in handle:
-                number += 1
-                if line.strip():
-                    lines.append(line)
-                    numbers.append(number)
-                    if len(lines) >= chunk:
-                        break
-            if not lines:
-                return
-            yield _ndjson_frame(name, lines, np.array(numbers, np.int64))
+        first = 1
+        while lines := list(itertools.islice(handle, chunk)):  # lines split in C, not a Python loop
+            yield _ndjson_frame(name, lines, np.arange(first, first + len(lines), dtype=np.int64))
+            first += len(lines)
 
 
 def _ndjson_frame(name: str, lines: list[bytes], numbers: np.ndarray, retry: bool = True) -> RecordFrame:
-    body = b"".join(line if line.endswith(b"\n") else line + b"\n" for line in lines)
-    try:
-        frame = pl.read_ndjson(body, schema=frame_schema())
+    try:  # only a file's last line can lack its newline
+        frame = pl.read_ndjson(b"".join(lines), schema=frame_schema())
     except pl.exceptions.PolarsError:
         return _line_by_line(name, lines, numbers, retry)
     text = pl.Series(pa.array(lines, pa.binary())).cast(pl.String)  # Polars read it: valid UTF-8
+    blank = text.str.contains(r"^[ \t\r\n]*$").to_numpy()  # lines Polars skips, as JSON whitespace
+    if blank.any():
+        lines = [lines[i] for i in np.flatnonzero(~blank).tolist()]
+        numbers, text = numbers[~blank], text.filter(pl.Series(~blank))
+    if len(lines) != frame.height:
+        return _line_by_line(name, lines, numbers, retry)
     keys, mistyped = _key_patterns()
     present = frame.select(_present_keys()).to_series()
     typed = ((text.str.count_matches(keys) == present) & ~text.str.contains(mistyped)).to_numpy()
@@ -301,6 +297,8 @@ def _line_by_line(name: str, lines: list[bytes], numbers: np.ndarray, retry: boo
     if Polars still refuses (a value of a shape no schema column takes), every line goes to pydantic."""
     records, unreadable, good = [], [], []
     for i, (line, number) in enumerate(zip(lines, numbers.tolist(), strict=True)):
+        if not line.strip(b" \t\r\n"):
+            continue
         try:
             value = orjson.loads(line)
         except orjson.JSONDecodeError as exc:

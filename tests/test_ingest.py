@@ -328,6 +328,23 @@ def test_one_broken_line_does_not_cost_its_chunk_the_column_checks(tmp_path: Pat
     assert [(r.line, r.record) for r in chunk.records] == [(21, [1, 2])]
 
 
+@pytest.mark.parametrize("broken", [False, True])
+def test_blank_lines_are_skipped_and_lines_keep_their_numbers(tmp_path: Path, broken: bool) -> None:
+    """Blank and whitespace-only lines are no records; a last line without its newline is one."""
+    records = BASE[:6]
+    lines = [orjson.dumps(r) for r in records]
+    lines[1], lines[2] = b"", b" \t \r"
+    if broken:
+        lines[4] = b'{"case_id": '
+    (tmp_path / "in.ndjson").write_bytes(b"\n".join(lines))  # no newline after the last line
+    (chunk,) = read_ndjson_frames(tmp_path / "in.ndjson", 1000)
+    expected = [1, 4, 6] if broken else [1, 4, 5, 6]
+    assert chunk.lines.tolist() == expected
+    assert chunk.frame.get_column("case_id").to_list() == [records[n - 1]["case_id"] for n in expected]
+    assert [line for line, _ in chunk.unreadable] == ([5] if broken else [])
+    assert chunk.records == []
+
+
 def _typed(value: Any, spec: FieldSpec, style: str) -> Any:
     """A generated JSON value as an exporter's typed value: Decimal money, Date or Datetime stamps."""
     if spec.form == "money":
