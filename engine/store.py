@@ -24,16 +24,25 @@ import hashlib
 import sqlite3
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from itertools import repeat
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import orjson
 
-__all__ = ["CheckRecord", "PostgresStore", "SqliteStore", "Store", "canonical_sha256", "open_store"]
+__all__ = [
+    "CheckRecord",
+    "CheckRows",
+    "PostgresStore",
+    "SqliteStore",
+    "Store",
+    "canonical_sha256",
+    "open_store",
+]
 
 DEFAULT_STORE = "sqlite:///casecheck-verdicts.db"
 
@@ -94,6 +103,33 @@ class CheckRecord:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class CheckRows:
+    """The checks of one batch request as columns, logged without an object per case.
+
+    What a batch shares (as_of, versions, caller, time) is given once; ``statuses`` are already JSON
+    text (rule id → status), as the verdicts were serialised for the answer anyway.
+    """
+
+    case_id: Sequence[str]
+    case_sha256: Sequence[str]
+    verdict: Sequence[str]
+    statuses: Sequence[str]
+    as_of: str
+    ruleset: str
+    calendar: str
+    caller: str | None
+    checked_at: datetime
+
+    def rows(self, checked_at: Any) -> Iterator[tuple[Any, ...]]:
+        """INSERT rows in column order, as ``CheckRecord.row`` gives them; built by ``zip`` in C."""
+        n = len(self.case_id)
+        shared = [
+            repeat(value, n) for value in (self.as_of, self.ruleset, self.calendar, self.caller, checked_at)
+        ]
+        return zip(self.case_id, self.case_sha256, self.verdict, self.statuses, *shared, strict=True)
+
+
 class Store(ABC):
     """Where check records go. ``record`` commits before it returns: the caller answers only after it."""
 
@@ -102,6 +138,10 @@ class Store(ABC):
     @abstractmethod
     def record(self, records: Sequence[CheckRecord]) -> None:
         """Append the records of one request in one transaction (all or none)."""
+
+    @abstractmethod
+    def record_rows(self, rows: CheckRows) -> None:
+        """Append a batch's checks in one transaction, like ``record``."""
 
     @abstractmethod
     def history(self, case_id: str, limit: int = 1000) -> list[dict[str, Any]]:
@@ -180,10 +220,15 @@ class SqliteStore(Store):
             self._db.execute("CREATE INDEX IF NOT EXISTS checks_case_id ON checks (case_id, id)")
 
     def record(self, records: Sequence[CheckRecord]) -> None:
-        if not records:
-            return
-        # SQLite has no timestamp type: the time is stored as ISO text.
-        rows = [r.row(r.checked_at.isoformat()) for r in records]
+        if records:
+            # SQLite has no timestamp type: the time is stored as ISO text.
+            self._insert([r.row(r.checked_at.isoformat()) for r in records])
+
+    def record_rows(self, rows: CheckRows) -> None:
+        if rows.case_id:
+            self._insert(rows.rows(rows.checked_at.isoformat()))
+
+    def _insert(self, rows: Iterable[tuple[Any, ...]]) -> None:
         with self._lock:
             # BEGIN IMMEDIATE takes the write lock up front, so a busy database waits here (busy_timeout)
             # instead of failing at COMMIT after the work is done.
@@ -248,9 +293,14 @@ class PostgresStore(Store):
             self._db.execute("CREATE INDEX IF NOT EXISTS checks_case_id ON checks (case_id, id)")
 
     def record(self, records: Sequence[CheckRecord]) -> None:
-        if not records:
-            return
-        rows = [r.row(r.checked_at) for r in records]
+        if records:
+            self._insert([r.row(r.checked_at) for r in records])
+
+    def record_rows(self, rows: CheckRows) -> None:
+        if rows.case_id:
+            self._insert(list(rows.rows(rows.checked_at)))
+
+    def _insert(self, rows: Iterable[tuple[Any, ...]]) -> None:
         with self._lock, self._db.transaction(), self._db.cursor() as cur:
             cur.executemany(
                 f"INSERT INTO checks ({_COLUMNS}) VALUES (%s, %s, %s, %s::jsonb, %s, %s, %s, %s, %s)", rows

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import glob
 import os
+import random
 import re
 import shutil
 import socket
@@ -31,6 +32,7 @@ from schemathesis.checks import not_a_server_error
 
 from engine import Engine
 from engine.cases import InvalidCase
+from engine.generate import generate_cases
 from engine.store import canonical_sha256, open_store
 from engine.verdicts import Verdict
 
@@ -283,6 +285,103 @@ def test_batch_json_array(client: httpx.Client, engine: Engine) -> None:
 
     assert client.post("/v1/check/batch", content=b"[1, 2").status_code == 422
     assert client.post("/v1/check/batch", json=[]).json()["results"] == []
+
+
+def mixed_batch(seed: int, suffix: str) -> list[bytes]:
+    """NDJSON lines: generated records (ids made unique to this batch), some made invalid, some repeating
+    an earlier id, lines that are not JSON or not an object, and blank lines."""
+    rng = random.Random(seed)
+    lines: list[bytes] = []
+    for record in generate_cases(300, seed=seed):
+        record["case_id"] += suffix
+        roll = rng.random()
+        if roll < 0.05:
+            record["steps"] = "many"
+        elif roll < 0.08:
+            record.pop("kind")
+        elif roll < 0.12 and lines:
+            record["case_id"] = orjson.loads(
+                rng.choice([x for x in lines if x.startswith(b"{")] or [b"{}"])
+            ).get("case_id", record["case_id"])
+        line = orjson.dumps(record)
+        if roll > 0.97:
+            line = line[: len(line) // 2]
+        elif roll > 0.95:
+            line = rng.choice([b"", b"  ", b"[1, 2]", b"42"])
+        lines.append(line)
+    return lines
+
+
+def is_json(line: bytes) -> bool:
+    try:
+        orjson.loads(line)
+    except orjson.JSONDecodeError:
+        return False
+    return True
+
+
+@pytest.mark.parametrize(("ndjson", "lang"), [(True, "zh"), (False, "en")])
+def test_batch_answers_each_record_as_a_single_check_does(
+    client: httpx.Client, ndjson: bool, lang: str
+) -> None:
+    """Each item of a batch is what ``POST /v1/check`` answers for its record alone (pydantic row by row,
+    the durable executor), except that a repeated case_id is refused at its first index; each checked
+    record is logged with its verdict and statuses."""
+    lines = mixed_batch(11 if ndjson else 12, "-nd" if ndjson else "-array")
+    if ndjson:
+        body = b"\n".join(lines)
+        numbered = [(number, line) for number, line in enumerate(lines, 1) if line.strip()]
+    else:
+        kept = [line for line in lines if is_json(line)]
+        body = b"[" + b",".join(kept) + b"]"
+        numbered = [(None, line) for line in kept]
+    params = {"as_of": AS_OF, "lang": lang}
+    response = client.post(
+        "/v1/check/batch",
+        params=params,
+        content=body,
+        headers={"Content-Type": "application/x-ndjson" if ndjson else "application/json"},
+    )
+    assert response.status_code == 200, response.text
+    answer = response.json()
+    seen: dict[str, int] = {}
+    kinds = set()
+    for index, (item, (number, line)) in enumerate(zip(answer["results"], numbered, strict=True)):
+        single = client.post("/v1/check", params=params, content=line)
+        if single.status_code == 200:
+            verdict = single.json()
+            if verdict["case_id"] in seen:
+                first = seen[verdict["case_id"]]
+                message = f"duplicate case_id: already at index {first} (must be unique in a batch)"
+                expected = {"index": index, "ok": False, "case_id": verdict["case_id"]}
+                expected["errors"] = [{"path": "case_id", "message": message}]
+                kinds.add("duplicate")
+            else:
+                seen[verdict["case_id"]] = index
+                expected = {"index": index, "ok": True, "verdict": verdict}
+                logged = client.get(f"/v1/checks/{verdict['case_id']}").json()["checks"][0]
+                assert logged["verdict"] == verdict["verdict"]
+                assert logged["statuses"] == {r["rule"]: r["status"] for r in verdict["results"]}
+                assert logged["case_sha256"] == canonical_sha256(orjson.loads(line))
+                kinds.add("valid")
+        else:
+            assert single.status_code == 422, single.text
+            errors = single.json()["errors"]
+            try:
+                record = orjson.loads(line)
+            except orjson.JSONDecodeError:
+                expected = {"index": index, "ok": False, "line": number, "errors": errors}
+                kinds.add("not JSON")
+            else:
+                case_id = record.get("case_id") if isinstance(record, dict) else None
+                expected = {"index": index, "ok": False, "case_id": case_id, "errors": errors}
+                kinds.add("invalid")
+        assert item == expected
+    assert answer["count"] == len(numbered)
+    assert answer["checked"] == len(seen) == answer["count"] - answer["invalid"]
+    assert kinds == (
+        {"valid", "invalid", "duplicate", "not JSON"} if ndjson else {"valid", "invalid", "duplicate"}
+    )
 
 
 def test_batch_over_10000_cases_is_refused(client: httpx.Client) -> None:
