@@ -20,14 +20,16 @@ Following SQLAlchemy's convention, ``sqlite:///x.db`` is relative to the working
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import sqlite3
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from itertools import repeat
+from itertools import chain, repeat
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -185,6 +187,20 @@ def _row(
 
 
 _COLUMNS = "case_id, case_sha256, verdict, statuses, as_of, ruleset, calendar, caller, checked_at"
+# Rows per multi-row INSERT of a batch: 4 values each plus the 5 shared stay far below SQLite's 32,766
+# bound variables, and the statement, prepared once per row count, is reused from sqlite3's cache.
+_ROWS_PER_INSERT = 500
+
+
+@functools.cache
+def _insert_sharing(count: int) -> str:
+    """INSERT of ``count`` rows of (case_id, case_sha256, verdict, statuses), in order, with the other
+    columns bound once as ?1–?5."""
+    values = ", ".join(["(?, ?, ?, ?)"] * count)
+    return (
+        f"INSERT INTO checks ({_COLUMNS}) "
+        f"SELECT column1, column2, column3, column4, ?1, ?2, ?3, ?4, ?5 FROM (VALUES {values})"
+    )
 
 
 class SqliteStore(Store):
@@ -220,23 +236,37 @@ class SqliteStore(Store):
             self._db.execute("CREATE INDEX IF NOT EXISTS checks_case_id ON checks (case_id, id)")
 
     def record(self, records: Sequence[CheckRecord]) -> None:
-        if records:
-            # SQLite has no timestamp type: the time is stored as ISO text.
-            self._insert([r.row(r.checked_at.isoformat()) for r in records])
+        if not records:
+            return
+        # SQLite has no timestamp type: the time is stored as ISO text.
+        rows = [r.row(r.checked_at.isoformat()) for r in records]
+        with self._writing() as db:
+            db.executemany(f"INSERT INTO checks ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
 
     def record_rows(self, rows: CheckRows) -> None:
-        if rows.case_id:
-            self._insert(rows.rows(rows.checked_at.isoformat()))
+        """Multi-row INSERTs with what the rows share bound once: half the CPU of ``executemany``, which
+        steps a statement and binds all nine values per row."""
+        n = len(rows.case_id)
+        if not n:
+            return
+        shared = (rows.as_of, rows.ruleset, rows.calendar, rows.caller, rows.checked_at.isoformat())
+        own = list(
+            chain.from_iterable(zip(rows.case_id, rows.case_sha256, rows.verdict, rows.statuses, strict=True))
+        )
+        with self._writing() as db:
+            for start in range(0, n, _ROWS_PER_INSERT):
+                count = min(_ROWS_PER_INSERT, n - start)
+                db.execute(_insert_sharing(count), (*shared, *own[4 * start : 4 * (start + count)]))
 
-    def _insert(self, rows: Iterable[tuple[Any, ...]]) -> None:
+    @contextmanager
+    def _writing(self) -> Iterator[sqlite3.Connection]:
+        """The connection inside one write transaction, committed on leaving (rolled back on an error)."""
         with self._lock:
             # BEGIN IMMEDIATE takes the write lock up front, so a busy database waits here (busy_timeout)
             # instead of failing at COMMIT after the work is done.
             self._db.execute("BEGIN IMMEDIATE")
             try:
-                self._db.executemany(
-                    f"INSERT INTO checks ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows
-                )
+                yield self._db
                 self._db.execute("COMMIT")
             except BaseException:
                 self._db.execute("ROLLBACK")

@@ -484,17 +484,21 @@ def _as_integers(values: np.ndarray) -> np.ndarray:
 def _distinct_rows(columns: list[np.ndarray], n: int) -> tuple[np.ndarray, np.ndarray]:
     """(first row of each distinct row, distinct row of each row) of ``n``-row int64 columns.
 
-    Column by column, the rows' group numbers so far and the column's own are paired into one number
-    and renumbered densely, so every number stays below rows²: a handful of 1-d sorts, where
-    ``np.unique(axis=0)`` sorts the rows as opaque records at several times the cost.
+    One stable ``lexsort`` of the rows, then a new group wherever a row differs from the one before it
+    in any column: ``np.unique(axis=0)`` sorts the rows as opaque records at several times the cost.
     """
-    group = np.zeros(n, np.int64)
+    if not columns or n == 0:
+        return np.zeros(min(n, 1), np.int64), np.zeros(n, np.int64)
+    order = np.lexsort(columns)
+    starts = np.zeros(n, bool)
+    starts[0] = True
     for column in columns:
-        values, own = np.unique(column, return_inverse=True)
-        if len(values) > 1:
-            _, group = np.unique(group * len(values) + own, return_inverse=True)
-    _, first = np.unique(group, return_index=True)
-    return first, group
+        ordered = column[order]
+        starts[1:] |= ordered[1:] != ordered[:-1]
+    group = np.empty(n, np.int64)
+    group[order] = np.cumsum(starts) - 1
+    # Stable, so each group's first row in sorted order is its first row in the batch.
+    return order[starts], group
 
 
 def _conjunct(rule: Rule, k: int) -> Condition:

@@ -20,6 +20,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +34,7 @@ from schemathesis.checks import not_a_server_error
 from engine import Engine
 from engine.cases import InvalidCase
 from engine.generate import generate_cases
-from engine.store import canonical_sha256, open_store
+from engine.store import CheckRecord, CheckRows, canonical_sha256, open_store
 from engine.verdicts import Verdict
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -587,6 +588,50 @@ def test_verdict_log_survives_a_restart(tmp_path: Path) -> None:
         assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 
+def check_rows(n: int, caller: str | None) -> tuple[CheckRows, list[CheckRecord]]:
+    """The same n checks as one batch's columns and as records."""
+    checked_at = datetime.now(UTC)
+    statuses = [
+        orjson.dumps({"a.rule": "pass", "b.rule": ("fail", "pending")[i % 2]}).decode() for i in range(n)
+    ]
+    rows = CheckRows(
+        case_id=[f"ROWS-{i}" for i in range(n)],
+        case_sha256=[f"{i:064x}" for i in range(n)],
+        verdict=[("fail", "pending")[i % 2] for i in range(n)],
+        statuses=statuses,
+        as_of=AS_OF,
+        ruleset="pack@1",
+        calendar="cn@1",
+        caller=caller,
+        checked_at=checked_at,
+    )
+    records = [
+        CheckRecord(c, h, v, orjson.loads(t), AS_OF, "pack@1", "cn@1", caller, checked_at)
+        for c, h, v, t in zip(rows.case_id, rows.case_sha256, rows.verdict, statuses, strict=True)
+    ]
+    return rows, records
+
+
+@pytest.mark.parametrize("caller", [None, "alice"])
+def test_batch_rows_are_logged_as_records_are(tmp_path: Path, caller: str | None) -> None:
+    """A batch's columns (multi-row INSERTs of 500) are logged as its records one by one, in order."""
+    rows, records = check_rows(1234, caller)
+    for name, write in (("rows", lambda s: s.record_rows(rows)), ("records", lambda s: s.record(records))):
+        store = open_store(f"sqlite:///{tmp_path}/{name}.db")
+        try:
+            write(store)
+        finally:
+            store.close()
+    import sqlite3
+
+    logged = []
+    for name in ("rows", "records"):
+        with sqlite3.connect(tmp_path / f"{name}.db") as db:
+            logged.append(db.execute("SELECT * FROM checks ORDER BY id").fetchall())
+    assert logged[0] == logged[1]
+    assert [row[1] for row in logged[0]] == list(rows.case_id)
+
+
 def test_batch_checks_are_logged(client: httpx.Client) -> None:
     cases = [
         orjson.loads(line) for line in (SAMPLES / "loan.ndjson").read_bytes().splitlines() if line.strip()
@@ -658,6 +703,13 @@ def test_postgres_store(tmp_path: Path) -> None:
             assert store.history(case["case_id"])[0]["statuses"] == {
                 r["rule"]: r["status"] for r in response.json()["results"]
             }
+            rows, records = check_rows(3, "bob")
+            store.record_rows(rows)
+            logged = [store.history(case_id) for case_id in rows.case_id]
+            assert [entry["statuses"] for [entry] in logged] == [r.statuses for r in records]
+            assert [(e["verdict"], e["caller"], e["as_of"]) for [e] in logged] == [
+                (r.verdict, "bob", AS_OF) for r in records
+            ]
         finally:
             store.close()
 
