@@ -391,8 +391,8 @@ class Service:
             raise ApiError(
                 422, "as_of outside the calendar", [{"path": "query.as_of", "message": str(exc)}]
             ) from None
-        for index, verdict in zip(positions, verdicts.json, strict=True):
-            answers[index] = b'{"index":%d,"ok":true,"verdict":%b}' % (index, verdict)
+        for index, head, rest in zip(positions, verdicts.head, verdicts.rest, strict=True):
+            answers[index] = b'{"index":%d,"ok":true,"verdict":%b%b}' % (index, head, rest)
         self.store.record_rows(
             CheckRows(
                 case_id=[case.case_id for case in valid],

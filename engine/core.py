@@ -8,6 +8,7 @@ order; a single check is the same path with a batch of one.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from dataclasses import fields
 from datetime import date, datetime
 from typing import Any, Literal, Protocol
 from zoneinfo import ZoneInfo
@@ -110,17 +111,14 @@ class Engine:
     ) -> SerialisedVerdicts:
         """The verdicts of ``check_many`` as JSON bytes, with each case's verdict and statuses, in input
         order: for batches, which would otherwise build a dict per result only to serialise it."""
-        json: list[bytes] = [b""] * len(cases)
-        verdict: list[str] = [""] * len(cases)
-        statuses: list[str] = [""] * len(cases)
+        columns = {f.name: [None] * len(cases) for f in fields(SerialisedVerdicts)}
         for kind, positions, measured in self._measured(cases, as_of):
             outcomes = self.executor.positions(self.plans[kind], measured)
             built = self.builders[kind].build_json(measured, outcomes, lang)
-            for i, position in enumerate(positions):
-                json[position] = built.json[i]
-                verdict[position] = built.verdict[i]
-                statuses[position] = built.statuses[i]
-        return SerialisedVerdicts(json, verdict, statuses)
+            for name, column in columns.items():
+                for position, value in zip(positions, getattr(built, name), strict=True):
+                    column[position] = value
+        return SerialisedVerdicts(**columns)
 
     def _measured(
         self, cases: Sequence[Case], as_of: str | date | None

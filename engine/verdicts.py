@@ -188,11 +188,14 @@ def _label(condition: Condition, lang: Lang) -> str:
 class SerialisedVerdicts:
     """A batch's verdicts as JSON, in row order: what the batch endpoint answers and logs.
 
-    ``json[i]`` is exactly ``orjson.dumps`` of the verdict dict ``VerdictBuilder.build`` gives row i;
-    ``statuses[i]`` is the JSON text of its {rule id: status}, in rule order.
+    ``head[i] + rest[i]`` is exactly ``orjson.dumps`` of the verdict dict ``VerdictBuilder.build`` gives
+    row i: its opening and case_id, then the rest, one bytes object shared by the rows worded alike (so
+    that a caller wrapping each verdict copies it once); ``statuses[i]`` is the JSON text of its {rule
+    id: status}, in rule order.
     """
 
-    json: list[bytes]
+    head: list[bytes]
+    rest: list[bytes]
     verdict: list[str]
     statuses: list[str]
 
@@ -263,35 +266,36 @@ class VerdictBuilder:
             ]
             distinct.append(results)
             serialised.append([orjson.dumps(result) for result in results])
-        # Per distinct combination of results: the verdict object after its case_id, its verdict and the
-        # statuses, each worded once.
-        first, combination = _distinct_rows(list(which.T), n)
-        tails, verdicts, statuses = [], [], []
-        for row in which[first].tolist():
-            results = [distinct[r][i] for r, i in enumerate(row)]
+        # The statuses, and so the case verdict, follow from the outcomes alone: worded once per distinct
+        # row of outcomes, with the verdict object's members between its case_id and its results.
+        first, outcomes = _distinct_rows(list(positions.T), n)
+        verdicts, statuses, members = [], [], []
+        for row in first.tolist():
+            results = [distinct[r][i] for r, i in enumerate(which[row].tolist())]
             verdict = case_verdict(results)
-            head = orjson.dumps(
-                {
-                    "kind": batch.kind,
-                    "verdict": verdict,
-                    "as_of": measured.as_of,
-                    "ruleset": self.ruleset,
-                    "calendar": self.calendar,
-                    "results": [],
-                }
-            )
-            # ``{"kind":…,"results":[]}`` around the serialised results: orjson writes an object as its
-            # members joined by commas, so this is byte for byte ``orjson.dumps`` of the whole.
-            joined = b",".join(serialised[r][i] for r, i in enumerate(row))
-            tails.append(b"," + head[1:-2] + joined + b"]}")
             verdicts.append(verdict)
             statuses.append(orjson.dumps({r["rule"]: r["status"] for r in results}).decode())
-        order = combination.tolist()
-        json = [
-            b'{"case_id":' + orjson.dumps(case_id) + tails[c]
-            for case_id, c in zip(batch.case_id.tolist(), order, strict=True)
+            # ``{"kind":…,"results":[]}`` opened up: orjson writes an object as its members joined by
+            # commas, so members, then the serialised results, make ``orjson.dumps`` of the whole.
+            shared = {"kind": batch.kind, "verdict": verdict, "as_of": measured.as_of}
+            shared |= {"ruleset": self.ruleset, "calendar": self.calendar, "results": []}
+            members.append(b"," + orjson.dumps(shared)[1:-2])
+        # The rest of the verdict object after its case_id, once per distinct combination of results
+        # (which fixes the outcomes too).
+        first, combination = _distinct_rows(list(which.T), n)
+        rests = [
+            members[outcomes[row]]
+            + b",".join(serialised[r][i] for r, i in enumerate(which[row].tolist()))
+            + b"]}"
+            for row in first.tolist()
         ]
-        return SerialisedVerdicts(json, [verdicts[c] for c in order], [statuses[c] for c in order])
+        by_outcomes = outcomes.tolist()
+        return SerialisedVerdicts(
+            [b'{"case_id":' + orjson.dumps(case_id) for case_id in batch.case_id.tolist()],
+            [rests[c] for c in combination.tolist()],
+            [verdicts[o] for o in by_outcomes],
+            [statuses[o] for o in by_outcomes],
+        )
 
     def _result(
         self,
@@ -472,6 +476,9 @@ def _as_integers(values: np.ndarray) -> np.ndarray:
     """int64 per value, equal where the values are: numbers and dates by their bits, objects by a
     numbering of their distinct (type, value) pairs (so that True and 1 stay apart)."""
     if values.dtype.kind == "O":
+        absent = np.equal(values, None)
+        if absent.all():  # the usual deadline_note or missing field: no Python loop
+            return np.zeros(len(values), np.int64)
         numbers: dict[tuple[type, Any], int] = {}
         return np.array([numbers.setdefault((type(v), v), len(numbers)) for v in values.tolist()], np.int64)
     if values.dtype.kind == "f":

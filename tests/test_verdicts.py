@@ -45,7 +45,7 @@ def expected(engine: Engine, cases: list[Case], as_of: date, lang: str) -> tuple
 
 def serialised(engine: Engine, cases: list[Case], as_of: date, lang: str) -> tuple[list[Any], ...]:
     got = engine.check_serialised(cases, as_of, lang)  # type: ignore[arg-type]
-    return got.json, got.verdict, got.statuses
+    return [h + r for h, r in zip(got.head, got.rest, strict=True)], got.verdict, got.statuses
 
 
 def varied(seed: int, n: int) -> list[Case]:
