@@ -32,10 +32,11 @@ from hypothesis import HealthCheck, given, settings
 from schemathesis.checks import not_a_server_error
 
 from engine import Engine
+from engine.api import _answer
 from engine.cases import InvalidCase
 from engine.generate import generate_cases
 from engine.store import CheckRecord, CheckRows, canonical_sha256, open_store
-from engine.verdicts import Verdict
+from engine.verdicts import SerialisedVerdicts, Verdict
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT / "cases" / "samples"
@@ -383,6 +384,38 @@ def test_batch_answers_each_record_as_a_single_check_does(
     assert kinds == (
         {"valid", "invalid", "duplicate", "not JSON"} if ndjson else {"valid", "invalid", "duplicate"}
     )
+
+
+@pytest.mark.parametrize("pattern", ["", "r", "v", "rv", "vr", "vvrv", "rrr", "vvv"])
+def test_batch_answer_is_orjson_of_the_whole(pattern: str) -> None:
+    """``_answer`` joins pre-serialised pieces; it must be byte for byte ``orjson.dumps`` of the answer,
+    whichever items (r: refused, v: checked) come first or last."""
+    verdicts = [
+        {"case_id": f"C-{i}", "kind": "k", "results": [{"rule": "x", "n": i}]} for i in range(len(pattern))
+    ]
+    items = [
+        {"index": i, "ok": True, "verdict": verdicts[i]}
+        if c == "v"
+        else {"index": i, "ok": False, "errors": []}
+        for i, c in enumerate(pattern)
+    ]
+    heads = [
+        b'{"case_id":' + orjson.dumps(v["case_id"])
+        for v, c in zip(verdicts, pattern, strict=True)
+        if c == "v"
+    ]
+    wholes = [orjson.dumps(v) for v, c in zip(verdicts, pattern, strict=True) if c == "v"]
+    rests = [whole[len(head) :] for head, whole in zip(heads, wholes, strict=True)]
+    pieces = SerialisedVerdicts(head=heads, rest=rests, verdict=[], statuses=[])
+    refused = [None if c == "v" else orjson.dumps(item) for c, item in zip(pattern, items, strict=True)]
+    checked = pattern.count("v")
+    expected = {
+        "count": len(pattern),
+        "checked": checked,
+        "invalid": len(pattern) - checked,
+        "results": items,
+    }
+    assert _answer(refused, pieces) == orjson.dumps(expected)
 
 
 def test_batch_over_10000_cases_is_refused(client: httpx.Client) -> None:
