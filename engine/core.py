@@ -111,14 +111,14 @@ class Engine:
     ) -> SerialisedVerdicts:
         """The verdicts of ``check_many`` as JSON bytes, with each case's verdict and statuses, in input
         order: for batches, which would otherwise build a dict per result only to serialise it."""
-        columns = {f.name: [None] * len(cases) for f in fields(SerialisedVerdicts)}
+        # Object arrays, so that each kind's values are put in place by one fancy assignment.
+        columns = {f.name: np.empty(len(cases), object) for f in fields(SerialisedVerdicts)}
         for kind, positions, measured in self._measured(cases, as_of):
             outcomes = self.executor.positions(self.plans[kind], measured)
             built = self.builders[kind].build_json(measured, outcomes, lang)
             for name, column in columns.items():
-                for position, value in zip(positions, getattr(built, name), strict=True):
-                    column[position] = value
-        return SerialisedVerdicts(**columns)
+                column[positions] = np.fromiter(getattr(built, name), object, len(positions))
+        return SerialisedVerdicts(**{name: column.tolist() for name, column in columns.items()})
 
     def _measured(
         self, cases: Sequence[Case], as_of: str | date | None

@@ -449,19 +449,27 @@ def _result_inputs(
     missing field (``_reason``); a condition outcome reads none. A per-row input added to ``_reason``
     must be added here, or rows that differ in it would share a wording.
     """
-    group = [
-        "measured" if code in _MEASURED else "input" if code in ("na:input", "fail:input") else code
-        for code in (outcome.code for outcome in rule_plan.outcomes)
-    ]
     reads: dict[str, list[np.ndarray | None]] = {
         "measured": [getattr(measure, name) for name in _MEASURE_ROWS],
         "na:effective": [measured.anchor],
         "exempt": [measured.batch.exemptions.get(rule_plan.rule.id)],
         "input": [measure.missing],
     }
+    # Each outcome's group of inputs, by its position in ``reads`` (-1: it reads none).
+    names = list(reads)
+    group_of = np.array(
+        [
+            names.index(name) if name in names else -1
+            for name in (
+                "measured" if code in _MEASURED else "input" if code in ("na:input", "fail:input") else code
+                for code in (outcome.code for outcome in rule_plan.outcomes)
+            )
+        ]
+    )
+    group = group_of[positions]
     columns = [positions]
-    for name, arrays in reads.items():
-        rows = np.flatnonzero(np.isin(positions, [p for p, g in enumerate(group) if g == name]))
+    for number, arrays in enumerate(reads.values()):
+        rows = np.flatnonzero(group == number)
         if not len(rows):
             continue
         for values in arrays:
