@@ -47,6 +47,7 @@ __all__ = [
 ]
 
 DEFAULT_STORE = "sqlite:///casecheck-verdicts.db"
+CACHE_KIB = 64 * 1024  # SQLite page cache per connection (one per worker process)
 
 
 def canonical_sha256(case: Any) -> str:
@@ -219,6 +220,11 @@ class SqliteStore(Store):
             self._db.execute("PRAGMA busy_timeout = 30000")
             self._db.execute("PRAGMA journal_mode = WAL")
             self._db.execute(f"PRAGMA synchronous = {synchronous.upper()}")
+            # Each logged check inserts into the case_id index at a spot of its own, so once the log holds
+            # a few hundred thousand checks SQLite's default 2 MB page cache keeps re-reading index pages
+            # from the OS. With 64 MB, logging a 10,000-case batch took 26–29 instead of 31–36 ms of CPU
+            # (two runs, 400,000–600,000 rows already logged).
+            self._db.execute(f"PRAGMA cache_size = -{CACHE_KIB}")
             self._db.execute(
                 """CREATE TABLE IF NOT EXISTS checks (
                     id INTEGER PRIMARY KEY AUTOINCREMENT,
