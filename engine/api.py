@@ -8,7 +8,9 @@ Why it is shaped this way:
 - Single checks run the durable executor on the event loop thread: one check takes ~100–200 µs, less
   than a hop to a thread pool, and durable_rules keeps per-process state that is best not shared between
   threads. Batches (up to 10,000 cases) run the columnar executor in a worker thread so that they do not
-  stall the single checks being answered meanwhile.
+  stall the single checks being answered meanwhile; one batch at a time per process, as batches running
+  in several threads only take turns on the GIL, and switching between them every few milliseconds
+  costs each batch a fifth more CPU (237 vs 198 ms for 10,000 cases, 4 connections to one worker).
 - A check is answered only after its record is committed to the verdict log (``engine.store``).
 - Configuration travels to uvicorn's worker processes in ``CASECHECK_*`` environment variables, because
   with several workers uvicorn imports the app by name in each process (``app_from_env``).
@@ -29,7 +31,7 @@ import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import UTC, date, datetime
 from functools import partial
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -47,10 +49,10 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from engine.calendar import CalendarRangeError, WorkdayIndex, to_local_date
 from engine.cases import InvalidCase, case_adapter, validate_case
-from engine.core import Engine
+from engine.core import Engine, parse_as_of
 from engine.rules import AggregateRule
-from engine.store import DEFAULT_STORE, CheckRecord, Store, canonical_sha256, open_store
-from engine.verdicts import Lang, Verdict
+from engine.store import DEFAULT_STORE, CheckRecord, CheckRows, Store, canonical_sha256, open_store
+from engine.verdicts import Lang, SerialisedVerdicts, Verdict
 
 __all__ = ["Settings", "app_from_env", "create_app", "load_api_keys", "serve"]
 
@@ -343,63 +345,89 @@ class Service:
                 413, f"{len(items)} cases exceed the limit of {self.settings.max_batch_cases} per batch"
             )
 
-        results: list[dict[str, Any]] = [{} for _ in items]
+        # Each refused item is serialised as it is made; the verdicts come serialised from the engine.
+        refused: list[bytes | None] = [None] * len(items)
         valid: list[Any] = []
         positions: list[int] = []
         seen: dict[str, int] = {}
         for index, (obj, parse_error) in enumerate(items):
             if parse_error is not None:
                 line = parse_error.pop("line")
-                results[index] = {"index": index, "ok": False, "line": line, "errors": [parse_error]}
+                refused[index] = orjson.dumps(
+                    {"index": index, "ok": False, "line": line, "errors": [parse_error]}
+                )
                 continue
             case_id = obj.get("case_id") if isinstance(obj, dict) else None
             try:
                 case = validate_case(obj)
             except InvalidCase as exc:
-                results[index] = {
-                    "index": index,
-                    "ok": False,
-                    "case_id": case_id,
-                    "errors": _case_errors(exc),
-                }
+                refused[index] = orjson.dumps(
+                    {"index": index, "ok": False, "case_id": case_id, "errors": _case_errors(exc)}
+                )
                 continue
             if case.case_id in seen:
                 message = (
                     f"duplicate case_id: already at index {seen[case.case_id]} (must be unique in a batch)"
                 )
-                results[index] = {
-                    "index": index,
-                    "ok": False,
-                    "case_id": case_id,
-                    "errors": [{"path": "case_id", "message": message}],
-                }
+                refused[index] = orjson.dumps(
+                    {
+                        "index": index,
+                        "ok": False,
+                        "case_id": case_id,
+                        "errors": [{"path": "case_id", "message": message}],
+                    }
+                )
                 continue
             seen[case.case_id] = index
             valid.append(case)
             positions.append(index)
 
-        verdicts: list[dict[str, Any]] = []
-        if valid:
-            try:
-                with self.batch_lock:
-                    verdicts = self.columnar.check_many(valid, as_of, lang)
-            except CalendarRangeError as exc:
-                raise ApiError(
-                    422, "as_of outside the calendar", [{"path": "query.as_of", "message": str(exc)}]
-                ) from None
-        records = []
-        for index, verdict in zip(positions, verdicts, strict=True):
-            results[index] = {"index": index, "ok": True, "verdict": verdict}
-            records.append(CheckRecord.from_verdict(verdict, canonical_sha256(items[index][0]), caller))
-        self.store.record(records)
-        return orjson.dumps(
-            {
-                "count": len(items),
-                "checked": len(verdicts),
-                "invalid": len(items) - len(verdicts),
-                "results": results,
-            }
+        try:
+            day = parse_as_of(as_of)
+            with self.batch_lock:
+                verdicts = self.columnar.check_serialised(valid, day, lang)
+        except CalendarRangeError as exc:
+            raise ApiError(
+                422, "as_of outside the calendar", [{"path": "query.as_of", "message": str(exc)}]
+            ) from None
+        self.store.record_rows(
+            CheckRows(
+                case_id=[case.case_id for case in valid],
+                case_sha256=[canonical_sha256(items[index][0]) for index in positions],
+                verdict=verdicts.verdict,
+                statuses=verdicts.statuses,
+                as_of=day.isoformat(),
+                ruleset=self.columnar.pack.version,
+                calendar=self.columnar.calendar.version,
+                caller=caller,
+                checked_at=datetime.now(UTC),
+            )
         )
+        return _answer(refused, verdicts)
+
+
+def _answer(refused: list[bytes | None], verdicts: SerialisedVerdicts) -> bytes:
+    """The batch answer, byte for byte ``orjson.dumps`` of {count, checked, invalid, results}: the
+    refused items, and the checked ones (None in ``refused``) from their verdicts' pieces in order.
+
+    Every piece goes into one list and is copied once, by the final join: wrapping each verdict first
+    and joining the items after copied the ~12 MB of a 10,000-case answer three times (18 vs 3 ms).
+    """
+    checked = len(verdicts.head)
+    counts = orjson.dumps({"count": len(refused), "checked": checked, "invalid": len(refused) - checked})
+    pieces = [counts[:-1] + b',"results":[']
+    add = pieces.extend
+    verdict = iter(zip(verdicts.head, verdicts.rest, strict=True))
+    for index, item in enumerate(refused):
+        if item is None:
+            head, rest = next(verdict)
+            add((b'{"index":%d,"ok":true,"verdict":' % index, head, rest, b"},"))
+        else:
+            add((item, b","))
+    if len(pieces) > 1:
+        pieces[-1] = pieces[-1][:-1]  # no comma after the last item
+    pieces.append(b"]}")
+    return b"".join(pieces)
 
 
 def _rule_summary(rule: Any) -> dict[str, Any]:
@@ -542,6 +570,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
     calendar = service.durable.calendar
     pack = service.durable.pack
+    batch_threads = anyio.CapacityLimiter(1)  # one batch at a time (see the module docstring)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -633,7 +662,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
         ndjson = content_type in NDJSON_TYPES or not body.lstrip().startswith(b"[")
         run = partial(service.check_batch, body, ndjson, as_of, pick_lang(lang, accept_language), who)
-        payload = await anyio.to_thread.run_sync(run)
+        payload = await anyio.to_thread.run_sync(run, limiter=batch_threads)
         return Response(payload, media_type="application/json")
 
     @app.get(

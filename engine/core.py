@@ -7,7 +7,8 @@ order; a single check is the same path with a batch of one.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from dataclasses import fields
 from datetime import date, datetime
 from typing import Any, Literal, Protocol
 from zoneinfo import ZoneInfo
@@ -20,7 +21,7 @@ from engine.cases import Case, CaseBase, validate_case
 from engine.executors.plan import KindPlan, plan_kind
 from engine.measures import Batch, Measured, measure_batch, referenced_fields
 from engine.rules import KINDS, RulePack, load_pack
-from engine.verdicts import Lang, Verdict, VerdictBuilder
+from engine.verdicts import Lang, SerialisedVerdicts, Verdict, VerdictBuilder
 
 EngineName = Literal["durable", "columnar"]
 SHANGHAI = ZoneInfo("Asia/Shanghai")
@@ -96,17 +97,37 @@ class Engine:
         self, cases: Sequence[Case], as_of: str | date | None = None, lang: Lang = "zh"
     ) -> list[dict[str, Any]]:
         """Verdict dicts (the JSON shape of ``Verdict``) for validated cases, in input order."""
-        day = parse_as_of(as_of)
-        by_kind: dict[str, list[int]] = {}
-        for position, case in enumerate(cases):
-            by_kind.setdefault(case.kind, []).append(position)
         verdicts: list[dict[str, Any]] = [{}] * len(cases)
-        for kind, positions in by_kind.items():
-            batch = Batch.from_cases(kind, [cases[p] for p in positions], self.fields[kind])
-            measured = measure_batch(self.pack, batch, self.calendar, day)
+        for kind, positions, measured in self._measured(cases, as_of):
             outcomes = self.executor.match(self.plans[kind], measured)
             for position, verdict in zip(
                 positions, self.builders[kind].build(measured, outcomes, lang), strict=True
             ):
                 verdicts[position] = verdict
         return verdicts
+
+    def check_serialised(
+        self, cases: Sequence[Case], as_of: str | date | None = None, lang: Lang = "zh"
+    ) -> SerialisedVerdicts:
+        """The verdicts of ``check_many`` as JSON bytes, with each case's verdict and statuses, in input
+        order: for batches, which would otherwise build a dict per result only to serialise it."""
+        # Object arrays, so that each kind's values are put in place by one fancy assignment.
+        columns = {f.name: np.empty(len(cases), object) for f in fields(SerialisedVerdicts)}
+        for kind, positions, measured in self._measured(cases, as_of):
+            outcomes = self.executor.positions(self.plans[kind], measured)
+            built = self.builders[kind].build_json(measured, outcomes, lang)
+            for name, column in columns.items():
+                column[positions] = np.fromiter(getattr(built, name), object, len(positions))
+        return SerialisedVerdicts(**{name: column.tolist() for name, column in columns.items()})
+
+    def _measured(
+        self, cases: Sequence[Case], as_of: str | date | None
+    ) -> Iterator[tuple[str, list[int], Measured]]:
+        """Per kind: the input positions of its cases and their measured batch."""
+        day = parse_as_of(as_of)
+        by_kind: dict[str, list[int]] = {}
+        for position, case in enumerate(cases):
+            by_kind.setdefault(case.kind, []).append(position)
+        for kind, positions in by_kind.items():
+            batch = Batch.from_cases(kind, [cases[p] for p in positions], self.fields[kind])
+            yield kind, positions, measure_batch(self.pack, batch, self.calendar, day)

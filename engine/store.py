@@ -20,22 +20,34 @@ Following SQLAlchemy's convention, ``sqlite:///x.db`` is relative to the working
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import sqlite3
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from itertools import chain, repeat
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import orjson
 
-__all__ = ["CheckRecord", "PostgresStore", "SqliteStore", "Store", "canonical_sha256", "open_store"]
+__all__ = [
+    "CheckRecord",
+    "CheckRows",
+    "PostgresStore",
+    "SqliteStore",
+    "Store",
+    "canonical_sha256",
+    "open_store",
+]
 
 DEFAULT_STORE = "sqlite:///casecheck-verdicts.db"
+CACHE_KIB = 64 * 1024  # SQLite page cache per connection (one per worker process)
 
 
 def canonical_sha256(case: Any) -> str:
@@ -94,6 +106,33 @@ class CheckRecord:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class CheckRows:
+    """The checks of one batch request as columns, logged without an object per case.
+
+    What a batch shares (as_of, versions, caller, time) is given once; ``statuses`` are already JSON
+    text (rule id → status), as the verdicts were serialised for the answer anyway.
+    """
+
+    case_id: Sequence[str]
+    case_sha256: Sequence[str]
+    verdict: Sequence[str]
+    statuses: Sequence[str]
+    as_of: str
+    ruleset: str
+    calendar: str
+    caller: str | None
+    checked_at: datetime
+
+    def rows(self, checked_at: Any) -> Iterator[tuple[Any, ...]]:
+        """INSERT rows in column order, as ``CheckRecord.row`` gives them; built by ``zip`` in C."""
+        n = len(self.case_id)
+        shared = [
+            repeat(value, n) for value in (self.as_of, self.ruleset, self.calendar, self.caller, checked_at)
+        ]
+        return zip(self.case_id, self.case_sha256, self.verdict, self.statuses, *shared, strict=True)
+
+
 class Store(ABC):
     """Where check records go. ``record`` commits before it returns: the caller answers only after it."""
 
@@ -102,6 +141,10 @@ class Store(ABC):
     @abstractmethod
     def record(self, records: Sequence[CheckRecord]) -> None:
         """Append the records of one request in one transaction (all or none)."""
+
+    @abstractmethod
+    def record_rows(self, rows: CheckRows) -> None:
+        """Append a batch's checks in one transaction, like ``record``."""
 
     @abstractmethod
     def history(self, case_id: str, limit: int = 1000) -> list[dict[str, Any]]:
@@ -145,6 +188,20 @@ def _row(
 
 
 _COLUMNS = "case_id, case_sha256, verdict, statuses, as_of, ruleset, calendar, caller, checked_at"
+# Rows per multi-row INSERT of a batch: 4 values each plus the 5 shared stay far below SQLite's 32,766
+# bound variables, and the statement, prepared once per row count, is reused from sqlite3's cache.
+_ROWS_PER_INSERT = 500
+
+
+@functools.cache
+def _insert_sharing(count: int) -> str:
+    """INSERT of ``count`` rows of (case_id, case_sha256, verdict, statuses), in order, with the other
+    columns bound once as ?1–?5."""
+    values = ", ".join(["(?, ?, ?, ?)"] * count)
+    return (
+        f"INSERT INTO checks ({_COLUMNS}) "
+        f"SELECT column1, column2, column3, column4, ?1, ?2, ?3, ?4, ?5 FROM (VALUES {values})"
+    )
 
 
 class SqliteStore(Store):
@@ -163,6 +220,11 @@ class SqliteStore(Store):
             self._db.execute("PRAGMA busy_timeout = 30000")
             self._db.execute("PRAGMA journal_mode = WAL")
             self._db.execute(f"PRAGMA synchronous = {synchronous.upper()}")
+            # Each logged check inserts into the case_id index at a spot of its own, so once the log holds
+            # a few hundred thousand checks SQLite's default 2 MB page cache keeps re-reading index pages
+            # from the OS. With 64 MB, logging a 10,000-case batch took 26–29 instead of 31–36 ms of CPU
+            # (two runs, 400,000–600,000 rows already logged).
+            self._db.execute(f"PRAGMA cache_size = -{CACHE_KIB}")
             self._db.execute(
                 """CREATE TABLE IF NOT EXISTS checks (
                     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -184,14 +246,33 @@ class SqliteStore(Store):
             return
         # SQLite has no timestamp type: the time is stored as ISO text.
         rows = [r.row(r.checked_at.isoformat()) for r in records]
+        with self._writing() as db:
+            db.executemany(f"INSERT INTO checks ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+
+    def record_rows(self, rows: CheckRows) -> None:
+        """Multi-row INSERTs with what the rows share bound once: half the CPU of ``executemany``, which
+        steps a statement and binds all nine values per row."""
+        n = len(rows.case_id)
+        if not n:
+            return
+        shared = (rows.as_of, rows.ruleset, rows.calendar, rows.caller, rows.checked_at.isoformat())
+        own = list(
+            chain.from_iterable(zip(rows.case_id, rows.case_sha256, rows.verdict, rows.statuses, strict=True))
+        )
+        with self._writing() as db:
+            for start in range(0, n, _ROWS_PER_INSERT):
+                count = min(_ROWS_PER_INSERT, n - start)
+                db.execute(_insert_sharing(count), (*shared, *own[4 * start : 4 * (start + count)]))
+
+    @contextmanager
+    def _writing(self) -> Iterator[sqlite3.Connection]:
+        """The connection inside one write transaction, committed on leaving (rolled back on an error)."""
         with self._lock:
             # BEGIN IMMEDIATE takes the write lock up front, so a busy database waits here (busy_timeout)
             # instead of failing at COMMIT after the work is done.
             self._db.execute("BEGIN IMMEDIATE")
             try:
-                self._db.executemany(
-                    f"INSERT INTO checks ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows
-                )
+                yield self._db
                 self._db.execute("COMMIT")
             except BaseException:
                 self._db.execute("ROLLBACK")
@@ -248,9 +329,14 @@ class PostgresStore(Store):
             self._db.execute("CREATE INDEX IF NOT EXISTS checks_case_id ON checks (case_id, id)")
 
     def record(self, records: Sequence[CheckRecord]) -> None:
-        if not records:
-            return
-        rows = [r.row(r.checked_at) for r in records]
+        if records:
+            self._insert([r.row(r.checked_at) for r in records])
+
+    def record_rows(self, rows: CheckRows) -> None:
+        if rows.case_id:
+            self._insert(list(rows.rows(rows.checked_at)))
+
+    def _insert(self, rows: Iterable[tuple[Any, ...]]) -> None:
         with self._lock, self._db.transaction(), self._db.cursor() as cur:
             cur.executemany(
                 f"INSERT INTO checks ({_COLUMNS}) VALUES (%s, %s, %s, %s::jsonb, %s, %s, %s, %s, %s)", rows

@@ -8,14 +8,15 @@ up into the case verdict (fail > warn > pending > pass).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import date
 from typing import Any, Literal
 
 import numpy as np
+import orjson
 from pydantic import BaseModel
 
-from engine.executors.plan import KindPlan, status_of
+from engine.executors.plan import KindPlan, RulePlan, status_of
 from engine.measures import Measured, RuleMeasure
 from engine.rules import AllOf, Condition, Leaf, MonthsMeasure, NotOf, Rule
 
@@ -163,6 +164,10 @@ class _MeasureRows:
         )
 
 
+# The measure's arrays a measured result is worded from: what rows must share to share a wording.
+_MEASURE_ROWS = tuple(f.name for f in fields(_MeasureRows))
+
+
 def _quantity(value: Any, unit: str | None, lang: Lang) -> str:
     if unit == "ratio" and isinstance(value, int | float):
         return f"{value * 100:g}%"
@@ -177,6 +182,22 @@ def _label(condition: Condition, lang: Lang) -> str:
     if isinstance(condition, Leaf):
         return f"{condition.field} {condition.op} {condition.value}"
     return "…"
+
+
+@dataclass
+class SerialisedVerdicts:
+    """A batch's verdicts as JSON, in row order: what the batch endpoint answers and logs.
+
+    ``head[i] + rest[i]`` is exactly ``orjson.dumps`` of the verdict dict ``VerdictBuilder.build`` gives
+    row i: its opening and case_id, then the rest, one bytes object shared by the rows worded alike (so
+    that a caller wrapping each verdict copies it once); ``statuses[i]`` is the JSON text of its {rule
+    id: status}, in rule order.
+    """
+
+    head: list[bytes]
+    rest: list[bytes]
+    verdict: list[str]
+    statuses: list[str]
 
 
 class VerdictBuilder:
@@ -218,6 +239,63 @@ class VerdictBuilder:
                 }
             )
         return verdicts
+
+    def build_json(self, measured: Measured, positions: np.ndarray, lang: Lang = "zh") -> SerialisedVerdicts:
+        """The verdicts ``build`` gives for outcome ``positions`` (cases × rules), serialised.
+
+        A batch of thousands repeats itself: a rule has a handful of outcomes, and the numbers that word
+        a result (working days, a deadline, a limit) take far fewer values than there are cases. So each
+        rule's results are worded and serialised once per distinct set of the inputs ``_result`` reads
+        (``_result_inputs``), and each case's list of results once per distinct combination; a case then
+        costs its case_id and a join of bytes, not a dict per result.
+        """
+        batch = measured.batch
+        n, rules = batch.n, self.plan.rules
+        listed: dict[int, _MeasureRows] = {}
+        # Per rule: the distinct results and, per row, which one is its own.
+        distinct: list[list[dict[str, Any]]] = []
+        serialised: list[list[bytes]] = []
+        which = np.zeros((n, len(rules)), np.int64)
+        for r, (rule_plan, measure) in enumerate(zip(rules, measured.measures, strict=True)):
+            first, which[:, r] = _distinct_rows(
+                _result_inputs(rule_plan, measure, measured, positions[:, r]), n
+            )
+            results = [
+                self._result(rule_plan.rule, rule_plan.outcomes[p].code, measure, measured, row, lang, listed)
+                for row, p in zip(first.tolist(), positions[first, r].tolist(), strict=True)
+            ]
+            distinct.append(results)
+            serialised.append([orjson.dumps(result) for result in results])
+        # The statuses, and so the case verdict, follow from the outcomes alone: worded once per distinct
+        # row of outcomes, with the verdict object's members between its case_id and its results.
+        first, outcomes = _distinct_rows(list(positions.T), n)
+        verdicts, statuses, members = [], [], []
+        for row in first.tolist():
+            results = [distinct[r][i] for r, i in enumerate(which[row].tolist())]
+            verdict = case_verdict(results)
+            verdicts.append(verdict)
+            statuses.append(orjson.dumps({r["rule"]: r["status"] for r in results}).decode())
+            # ``{"kind":…,"results":[]}`` opened up: orjson writes an object as its members joined by
+            # commas, so members, then the serialised results, make ``orjson.dumps`` of the whole.
+            shared = {"kind": batch.kind, "verdict": verdict, "as_of": measured.as_of}
+            shared |= {"ruleset": self.ruleset, "calendar": self.calendar, "results": []}
+            members.append(b"," + orjson.dumps(shared)[1:-2])
+        # The rest of the verdict object after its case_id, once per distinct combination of results
+        # (which fixes the outcomes too).
+        first, combination = _distinct_rows(list(which.T), n)
+        rests = [
+            members[outcomes[row]]
+            + b",".join(serialised[r][i] for r, i in enumerate(which[row].tolist()))
+            + b"]}"
+            for row in first.tolist()
+        ]
+        by_outcomes = outcomes.tolist()
+        return SerialisedVerdicts(
+            [b'{"case_id":' + orjson.dumps(case_id) for case_id in batch.case_id.tolist()],
+            [rests[c] for c in combination.tolist()],
+            [verdicts[o] for o in by_outcomes],
+            [statuses[o] for o in by_outcomes],
+        )
 
     def _result(
         self,
@@ -358,6 +436,84 @@ class _Wording:
         filling.update((key, "{" + key + "}") for key in ("value", "remaining", "deadline"))
         templates = {code: _TEXT[lang][code].format_map(filling) for code in ("pass", "fail", "pending")}
         return cls(months, templates)
+
+
+def _result_inputs(
+    rule_plan: RulePlan, measure: RuleMeasure, measured: Measured, positions: np.ndarray
+) -> list[np.ndarray]:
+    """Per row, int64 columns that are equal only where ``VerdictBuilder._result`` words the same result.
+
+    They are the outcome and, for that outcome, every per-row input ``_result`` reads: a measured
+    outcome reads the measure's arrays that ``_MeasureRows`` lists (all ``_measured_result`` sees),
+    ``na:effective`` the anchor date, ``exempt`` the exemption's reason, ``na:input``/``fail:input`` the
+    missing field (``_reason``); a condition outcome reads none. A per-row input added to ``_reason``
+    must be added here, or rows that differ in it would share a wording.
+    """
+    reads: dict[str, list[np.ndarray | None]] = {
+        "measured": [getattr(measure, name) for name in _MEASURE_ROWS],
+        "na:effective": [measured.anchor],
+        "exempt": [measured.batch.exemptions.get(rule_plan.rule.id)],
+        "input": [measure.missing],
+    }
+    # Each outcome's group of inputs, by its position in ``reads`` (-1: it reads none).
+    names = list(reads)
+    group_of = np.array(
+        [
+            names.index(name) if name in names else -1
+            for name in (
+                "measured" if code in _MEASURED else "input" if code in ("na:input", "fail:input") else code
+                for code in (outcome.code for outcome in rule_plan.outcomes)
+            )
+        ]
+    )
+    group = group_of[positions]
+    columns = [positions]
+    for number, arrays in enumerate(reads.values()):
+        rows = np.flatnonzero(group == number)
+        if not len(rows):
+            continue
+        for values in arrays:
+            if values is not None:
+                column = np.zeros(len(positions), np.int64)
+                column[rows] = _as_integers(values[rows])
+                columns.append(column)
+    return columns
+
+
+def _as_integers(values: np.ndarray) -> np.ndarray:
+    """int64 per value, equal where the values are: numbers and dates by their bits, objects by a
+    numbering of their distinct (type, value) pairs (so that True and 1 stay apart)."""
+    if values.dtype.kind == "O":
+        absent = np.equal(values, None)
+        if absent.all():  # the usual deadline_note or missing field: no Python loop
+            return np.zeros(len(values), np.int64)
+        numbers: dict[tuple[type, Any], int] = {}
+        return np.array([numbers.setdefault((type(v), v), len(numbers)) for v in values.tolist()], np.int64)
+    if values.dtype.kind == "f":
+        return np.ascontiguousarray(values, np.float64).view(np.int64)
+    if values.dtype.kind == "M":
+        return values.astype("datetime64[D]").view(np.int64)
+    return values.astype(np.int64)
+
+
+def _distinct_rows(columns: list[np.ndarray], n: int) -> tuple[np.ndarray, np.ndarray]:
+    """(first row of each distinct row, distinct row of each row) of ``n``-row int64 columns.
+
+    One stable ``lexsort`` of the rows, then a new group wherever a row differs from the one before it
+    in any column: ``np.unique(axis=0)`` sorts the rows as opaque records at several times the cost.
+    """
+    if not columns or n == 0:
+        return np.zeros(min(n, 1), np.int64), np.zeros(n, np.int64)
+    order = np.lexsort(columns)
+    starts = np.zeros(n, bool)
+    starts[0] = True
+    for column in columns:
+        ordered = column[order]
+        starts[1:] |= ordered[1:] != ordered[:-1]
+    group = np.empty(n, np.int64)
+    group[order] = np.cumsum(starts) - 1
+    # Stable, so each group's first row in sorted order is its first row in the batch.
+    return order[starts], group
 
 
 def _conjunct(rule: Rule, k: int) -> Condition:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import glob
 import os
+import random
 import re
 import shutil
 import socket
@@ -19,6 +20,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -30,9 +32,11 @@ from hypothesis import HealthCheck, given, settings
 from schemathesis.checks import not_a_server_error
 
 from engine import Engine
+from engine.api import _answer
 from engine.cases import InvalidCase
-from engine.store import canonical_sha256, open_store
-from engine.verdicts import Verdict
+from engine.generate import generate_cases
+from engine.store import CheckRecord, CheckRows, canonical_sha256, open_store
+from engine.verdicts import SerialisedVerdicts, Verdict
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT / "cases" / "samples"
@@ -285,6 +289,135 @@ def test_batch_json_array(client: httpx.Client, engine: Engine) -> None:
     assert client.post("/v1/check/batch", json=[]).json()["results"] == []
 
 
+def mixed_batch(seed: int, suffix: str) -> list[bytes]:
+    """NDJSON lines: generated records (ids made unique to this batch), some made invalid, some repeating
+    an earlier id, lines that are not JSON or not an object, and blank lines."""
+    rng = random.Random(seed)
+    lines: list[bytes] = []
+    for record in generate_cases(300, seed=seed):
+        record["case_id"] += suffix
+        roll = rng.random()
+        if roll < 0.05:
+            record["steps"] = "many"
+        elif roll < 0.08:
+            record.pop("kind")
+        elif roll < 0.12 and lines:
+            record["case_id"] = orjson.loads(
+                rng.choice([x for x in lines if x.startswith(b"{")] or [b"{}"])
+            ).get("case_id", record["case_id"])
+        line = orjson.dumps(record)
+        if roll > 0.97:
+            line = line[: len(line) // 2]
+        elif roll > 0.95:
+            line = rng.choice([b"", b"  ", b"[1, 2]", b"42"])
+        lines.append(line)
+    return lines
+
+
+def is_json(line: bytes) -> bool:
+    try:
+        orjson.loads(line)
+    except orjson.JSONDecodeError:
+        return False
+    return True
+
+
+@pytest.mark.parametrize(("ndjson", "lang"), [(True, "zh"), (False, "en")])
+def test_batch_answers_each_record_as_a_single_check_does(
+    client: httpx.Client, ndjson: bool, lang: str
+) -> None:
+    """Each item of a batch is what ``POST /v1/check`` answers for its record alone (pydantic row by row,
+    the durable executor), except that a repeated case_id is refused at its first index; each checked
+    record is logged with its verdict and statuses."""
+    lines = mixed_batch(11 if ndjson else 12, "-nd" if ndjson else "-array")
+    if ndjson:
+        body = b"\n".join(lines)
+        numbered = [(number, line) for number, line in enumerate(lines, 1) if line.strip()]
+    else:
+        kept = [line for line in lines if is_json(line)]
+        body = b"[" + b",".join(kept) + b"]"
+        numbered = [(None, line) for line in kept]
+    params = {"as_of": AS_OF, "lang": lang}
+    response = client.post(
+        "/v1/check/batch",
+        params=params,
+        content=body,
+        headers={"Content-Type": "application/x-ndjson" if ndjson else "application/json"},
+    )
+    assert response.status_code == 200, response.text
+    answer = response.json()
+    seen: dict[str, int] = {}
+    kinds = set()
+    for index, (item, (number, line)) in enumerate(zip(answer["results"], numbered, strict=True)):
+        single = client.post("/v1/check", params=params, content=line)
+        if single.status_code == 200:
+            verdict = single.json()
+            if verdict["case_id"] in seen:
+                first = seen[verdict["case_id"]]
+                message = f"duplicate case_id: already at index {first} (must be unique in a batch)"
+                expected = {"index": index, "ok": False, "case_id": verdict["case_id"]}
+                expected["errors"] = [{"path": "case_id", "message": message}]
+                kinds.add("duplicate")
+            else:
+                seen[verdict["case_id"]] = index
+                expected = {"index": index, "ok": True, "verdict": verdict}
+                logged = client.get(f"/v1/checks/{verdict['case_id']}").json()["checks"][0]
+                assert logged["verdict"] == verdict["verdict"]
+                assert logged["statuses"] == {r["rule"]: r["status"] for r in verdict["results"]}
+                assert logged["case_sha256"] == canonical_sha256(orjson.loads(line))
+                kinds.add("valid")
+        else:
+            assert single.status_code == 422, single.text
+            errors = single.json()["errors"]
+            try:
+                record = orjson.loads(line)
+            except orjson.JSONDecodeError:
+                expected = {"index": index, "ok": False, "line": number, "errors": errors}
+                kinds.add("not JSON")
+            else:
+                case_id = record.get("case_id") if isinstance(record, dict) else None
+                expected = {"index": index, "ok": False, "case_id": case_id, "errors": errors}
+                kinds.add("invalid")
+        assert item == expected
+    assert answer["count"] == len(numbered)
+    assert answer["checked"] == len(seen) == answer["count"] - answer["invalid"]
+    assert kinds == (
+        {"valid", "invalid", "duplicate", "not JSON"} if ndjson else {"valid", "invalid", "duplicate"}
+    )
+
+
+@pytest.mark.parametrize("pattern", ["", "r", "v", "rv", "vr", "vvrv", "rrr", "vvv"])
+def test_batch_answer_is_orjson_of_the_whole(pattern: str) -> None:
+    """``_answer`` joins pre-serialised pieces; it must be byte for byte ``orjson.dumps`` of the answer,
+    whichever items (r: refused, v: checked) come first or last."""
+    verdicts = [
+        {"case_id": f"C-{i}", "kind": "k", "results": [{"rule": "x", "n": i}]} for i in range(len(pattern))
+    ]
+    items = [
+        {"index": i, "ok": True, "verdict": verdicts[i]}
+        if c == "v"
+        else {"index": i, "ok": False, "errors": []}
+        for i, c in enumerate(pattern)
+    ]
+    heads = [
+        b'{"case_id":' + orjson.dumps(v["case_id"])
+        for v, c in zip(verdicts, pattern, strict=True)
+        if c == "v"
+    ]
+    wholes = [orjson.dumps(v) for v, c in zip(verdicts, pattern, strict=True) if c == "v"]
+    rests = [whole[len(head) :] for head, whole in zip(heads, wholes, strict=True)]
+    pieces = SerialisedVerdicts(head=heads, rest=rests, verdict=[], statuses=[])
+    refused = [None if c == "v" else orjson.dumps(item) for c, item in zip(pattern, items, strict=True)]
+    checked = pattern.count("v")
+    expected = {
+        "count": len(pattern),
+        "checked": checked,
+        "invalid": len(pattern) - checked,
+        "results": items,
+    }
+    assert _answer(refused, pieces) == orjson.dumps(expected)
+
+
 def test_batch_over_10000_cases_is_refused(client: httpx.Client) -> None:
     body = b"\n".join([b"{}"] * 10_001)
     response = client.post("/v1/check/batch", content=body, headers={"Content-Type": "application/x-ndjson"})
@@ -488,6 +621,50 @@ def test_verdict_log_survives_a_restart(tmp_path: Path) -> None:
         assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 
+def check_rows(n: int, caller: str | None) -> tuple[CheckRows, list[CheckRecord]]:
+    """The same n checks as one batch's columns and as records."""
+    checked_at = datetime.now(UTC)
+    statuses = [
+        orjson.dumps({"a.rule": "pass", "b.rule": ("fail", "pending")[i % 2]}).decode() for i in range(n)
+    ]
+    rows = CheckRows(
+        case_id=[f"ROWS-{i}" for i in range(n)],
+        case_sha256=[f"{i:064x}" for i in range(n)],
+        verdict=[("fail", "pending")[i % 2] for i in range(n)],
+        statuses=statuses,
+        as_of=AS_OF,
+        ruleset="pack@1",
+        calendar="cn@1",
+        caller=caller,
+        checked_at=checked_at,
+    )
+    records = [
+        CheckRecord(c, h, v, orjson.loads(t), AS_OF, "pack@1", "cn@1", caller, checked_at)
+        for c, h, v, t in zip(rows.case_id, rows.case_sha256, rows.verdict, statuses, strict=True)
+    ]
+    return rows, records
+
+
+@pytest.mark.parametrize("caller", [None, "alice"])
+def test_batch_rows_are_logged_as_records_are(tmp_path: Path, caller: str | None) -> None:
+    """A batch's columns (multi-row INSERTs of 500) are logged as its records one by one, in order."""
+    rows, records = check_rows(1234, caller)
+    for name, write in (("rows", lambda s: s.record_rows(rows)), ("records", lambda s: s.record(records))):
+        store = open_store(f"sqlite:///{tmp_path}/{name}.db")
+        try:
+            write(store)
+        finally:
+            store.close()
+    import sqlite3
+
+    logged = []
+    for name in ("rows", "records"):
+        with sqlite3.connect(tmp_path / f"{name}.db") as db:
+            logged.append(db.execute("SELECT * FROM checks ORDER BY id").fetchall())
+    assert logged[0] == logged[1]
+    assert [row[1] for row in logged[0]] == list(rows.case_id)
+
+
 def test_batch_checks_are_logged(client: httpx.Client) -> None:
     cases = [
         orjson.loads(line) for line in (SAMPLES / "loan.ndjson").read_bytes().splitlines() if line.strip()
@@ -559,6 +736,13 @@ def test_postgres_store(tmp_path: Path) -> None:
             assert store.history(case["case_id"])[0]["statuses"] == {
                 r["rule"]: r["status"] for r in response.json()["results"]
             }
+            rows, records = check_rows(3, "bob")
+            store.record_rows(rows)
+            logged = [store.history(case_id) for case_id in rows.case_id]
+            assert [entry["statuses"] for [entry] in logged] == [r.statuses for r in records]
+            assert [(e["verdict"], e["caller"], e["as_of"]) for [e] in logged] == [
+                (r.verdict, "bob", AS_OF) for r in records
+            ]
         finally:
             store.close()
 
