@@ -712,8 +712,9 @@ class _Measurer:
         if n > 1:  # a batch of one has one group per tally
             groups = groups * n + rows
         cum = self.cum
-        if np.count_nonzero(excludable) > 1:
-            # Overlaps can only exist between two excluded pauses; a lone one is its own union. (The
+        if p > 1 and np.count_nonzero(excludable) > 1:
+            # Overlaps can only exist between two excluded pauses; a lone one is its own union (so a batch
+            # with one pause, which one rule or many may exclude, need not even count them). (The
             # pauses that are only counted may be merged too: their weight does not depend on it. An
             # empty pause ends at or before its start, so it cuts nothing off the pauses after it.)
             lo, hi = clipped
