@@ -558,7 +558,8 @@ class _Measurer:
         self.nones = np.empty(batch.n, object)
 
     def check_positions(self, positions: np.ndarray) -> None:
-        """Raise if a calendar position lies outside the calendar, with the calendar's own error.
+        """Raise if a calendar position (of a 1-d array) lies outside the calendar, with the calendar's
+        own error.
 
         The case models already guarantee real dates, so the common case needs one max() instead of
         ``positions``' full checks; when any position is out of range (or NaT), ``calendar.positions``
@@ -568,7 +569,7 @@ class _Measurer:
         # so the largest checks both ends of the range. Found by ``argmax``: a third of the instructions
         # of the ``maximum`` reduction on a batch of one.
         if positions.size:
-            unsigned = positions.view(np.uint64).ravel()
+            unsigned = positions.view(np.uint64)  # 1-d (both callers'), so argmax's flat index indexes it
             if unsigned[unsigned.argmax()] >= len(self.cum):
                 self.calendar.positions((positions + self.first_day).view(_DAY))
 

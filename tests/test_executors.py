@@ -16,6 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from engine import Engine
+from engine.calendar import CalendarRangeError
 from engine.cases import validate_case
 from engine.executors import durable as durable_module
 from engine.executors.columnar import compile_predicate, fact_frame
@@ -109,6 +110,50 @@ def test_fact_layout_of_some_keys_takes_those_of_every_key(durable: Engine) -> N
                 exempt_seen |= key.startswith("x") and bool(column.any())
                 assert np.array_equal(column, every_column, equal_nan=column.dtype.kind == "f")
     assert exempt_seen
+
+
+def _water_batch(durable: Engine, **days: str | None) -> Batch:
+    """A one-case water batch whose date columns are then set to ``days`` (None: absent), as a batch
+    from another source than validated models (which refuse dates outside the calendar) could be."""
+    case = {
+        "case_id": "W-1",
+        "kind": "water_connection",
+        "district": "海曙区",
+        "channel": "online",
+        "customer_type": "non_residential",
+        "applied_at": "2026-03-02T09:00:00+08:00",
+        "connected_at": "2026-03-05T16:30:00+08:00",
+        "external_works_m": 0,
+        "steps": 2,
+        "materials": 1,
+    }
+    batch = Batch.from_cases("water_connection", [validate_case(case)], durable.fields["water_connection"])
+    assert batch.days is not None
+    for path, day in days.items():
+        batch.columns[path][:] = np.datetime64("NaT") if day is None else np.datetime64(day, "D")
+    return batch
+
+
+@pytest.mark.parametrize(
+    ("days", "year"),
+    [
+        ({"connected_at": "2027-01-05"}, 2027),
+        ({"applied_at": "2003-12-30"}, 2003),
+        ({"applied_at": "2026-12-30", "connected_at": None}, None),  # open: runs to as_of, inside
+        ({"applied_at": None, "connected_at": "2027-01-05"}, None),  # no start: the end is not read
+    ],
+)
+def test_measures_refuse_a_window_outside_the_calendar(
+    durable: Engine, days: dict[str, str | None], year: int | None
+) -> None:
+    """The range check of the working-day windows: a bound outside the calendar (either side) raises the
+    calendar's own error, naming its year; a window without a start raises nothing."""
+    batch = _water_batch(durable, **days)
+    if year is None:
+        measure_batch(durable.pack, batch, durable.calendar, AS_OF)
+    else:
+        with pytest.raises(CalendarRangeError, match=str(year)):
+            measure_batch(durable.pack, batch, durable.calendar, AS_OF)
 
 
 _OPERATORS = {
