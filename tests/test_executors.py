@@ -12,6 +12,7 @@ import numpy as np
 import orjson
 import polars as pl
 import pytest
+from conftest import water
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -115,19 +116,7 @@ def test_fact_layout_of_some_keys_takes_those_of_every_key(durable: Engine) -> N
 def _water_batch(durable: Engine, **days: str | None) -> Batch:
     """A one-case water batch whose date columns are then set to ``days`` (None: absent), as a batch
     from another source than validated models (which refuse dates outside the calendar) could be."""
-    case = {
-        "case_id": "W-1",
-        "kind": "water_connection",
-        "district": "海曙区",
-        "channel": "online",
-        "customer_type": "non_residential",
-        "applied_at": "2026-03-02T09:00:00+08:00",
-        "connected_at": "2026-03-05T16:30:00+08:00",
-        "external_works_m": 0,
-        "steps": 2,
-        "materials": 1,
-    }
-    batch = Batch.from_cases("water_connection", [validate_case(case)], durable.fields["water_connection"])
+    batch = Batch.from_cases("water_connection", [validate_case(water())], durable.fields["water_connection"])
     assert batch.days is not None
     for path, day in days.items():
         batch.columns[path][:] = np.datetime64("NaT") if day is None else np.datetime64(day, "D")
