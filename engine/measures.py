@@ -9,6 +9,7 @@ lookups and a subtraction, pauses are merged and clipped with a grouped running 
 from __future__ import annotations
 
 import functools
+import itertools
 import operator
 import typing
 from collections.abc import Callable, Sequence
@@ -43,8 +44,8 @@ _NAT_DAY = int(NAT.view(np.int64))
 # The same as a 0-d array: comparing with a Python int resolves its type on every call, which costs as much
 # as the comparison itself on a batch of one.
 _NAT_ARRAY = np.array(_NAT_DAY)
-_NAN = np.array(np.nan)
 _NONE = np.array(None, object)
+_NONES = itertools.repeat(None)  # the allowance of every working-day measure (``_Measurer.working_days``)
 # Viewing as a dtype object skips parsing the dtype's name, which costs as much as the view itself.
 _DAY = np.dtype("datetime64[D]")
 
@@ -224,10 +225,10 @@ def _layout(kind: str, fields: tuple[str, ...]) -> _Layout:
 
     def getter(path: str) -> Callable[[Any], Any]:
         # A field of the case model itself is always an attribute: ``attrgetter`` reads it in C. A
-        # dotted path may cross an absent (None) sub-record, which ``_get_path`` turns into None.
+        # dotted path may cross an absent (None) sub-record, which ``_path_getter`` turns into None.
         if "." not in path and path in model_fields:
             return operator.attrgetter(path)
-        return functools.partial(_get_path, parts=tuple(path.split(".")))
+        return _path_getter(tuple(path.split(".")))
 
     def parts(paths: list[str]) -> tuple[Callable[[Any], Any], ...]:
         return tuple(getter(path) for path in paths)
@@ -260,12 +261,21 @@ _PAUSE_REASON_ARRAY = np.array(PAUSE_REASONS, object)  # code → reason
 _PAUSE_REASON_COLUMN = _PAUSE_REASON_ARRAY.reshape(-1, 1)
 
 
-def _get_path(obj: Any, parts: tuple[str, ...]) -> Any:
-    for part in parts:
-        if obj is None:
-            return None
-        obj = getattr(obj, part, None)
-    return obj
+def _path_getter(parts: tuple[str, ...]) -> Callable[[Any], Any]:
+    """The value at a dotted path, None where a record on the way is absent.
+
+    A closure over the parts rather than a ``partial`` with them as a keyword: a keyword argument costs
+    the call twice the instructions of the walk itself, and it runs per case and dotted field.
+    """
+
+    def get(obj: Any) -> Any:
+        for part in parts:
+            if obj is None:
+                return None
+            obj = getattr(obj, part, None)
+        return obj
+
+    return get
 
 
 @functools.cache
@@ -376,13 +386,15 @@ class _WorkingDayGroup:
     # half is contiguous, and NumPy operations on contiguous arrays of one shape cost half as much as on
     # strided or broadcast ones.
     bounds: tuple[str, ...]
-    limits: np.ndarray  # int64 (rules, 1)
+    limits: np.ndarray  # float64 (rules, 1): added to float64 counts (see ``_CalendarConstants.cum_nan``)
     start_names: np.ndarray  # object (rules, 1): named as missing where the start is absent
-    # int64 (2, rules, pause reasons), one block so that a batch's pauses look both up in one ``take``:
-    # [0] the pause's tally for the rule, numbered to count (tally, row) groups (tally r, the rule's index,
-    # sums the working days of the pauses the rule excludes; tally rules + r counts the pauses it does
-    # not); [1] 1 where the rule excludes pauses of the reason, else 0.
+    # int64 (rules, pause reasons): the pause's tally for the rule, numbered to count (tally, row) groups
+    # (tally r, the rule's index, sums the working days of the pauses the rule excludes; tally rules + r
+    # counts the pauses it does not).
     by_reason: np.ndarray
+    # bool (rules, pause reasons): the rule excludes pauses of the reason. Bool like the mask of pauses
+    # inside the window that it is combined with: NumPy operations that mix dtypes cost twice as much.
+    excludes: np.ndarray
 
     @classmethod
     def of(cls, rules: Sequence[Rule], slots: Sequence[int] | None = None) -> _WorkingDayGroup:
@@ -396,9 +408,10 @@ class _WorkingDayGroup:
         return cls(
             tuple(slots if slots is not None else range(len(rules))),
             (*(m.start for m in measures), *(m.end for m in measures)),  # type: ignore[union-attr]
-            np.array([[int(rule.require.limit)] for rule in rules], np.int64).reshape(-1, 1),
+            np.array([[int(rule.require.limit)] for rule in rules], np.float64).reshape(-1, 1),
             np.array([m.start for m in measures], object).reshape(-1, 1),  # type: ignore[union-attr]
-            np.array([np.where(excludes, rule_index, len(rules) + rule_index), excludes], np.int64),
+            np.where(excludes, rule_index, len(rules) + rule_index),
+            excludes,
         )
 
 
@@ -483,6 +496,12 @@ class _CalendarConstants:
     # a deadline is one ``take``, and a search that ran off the calendar lands on NaT by itself.
     day_of: np.ndarray
     end: np.ndarray  # 0-d: len(cum), the position past the last day
+    # ``cum`` as float64, then NaN at position -1: a window without a start is sent there, so that its
+    # count, its value and its deadline search come out NaN, NaN and off the calendar (NaT) by themselves,
+    # with no ``where`` per result. Float64 like the pause tallies (``bincount``'s sums): arithmetic that
+    # mixes dtypes costs twice that on one dtype, and the counts are small integers, exact in float64.
+    cum_nan: np.ndarray
+    cum_float: np.ndarray  # ``cum_nan`` without the NaN: what deadlines are searched in
 
 
 @functools.lru_cache(maxsize=16)
@@ -492,9 +511,12 @@ def _calendar_constants(calendar: WorkdayIndex) -> _CalendarConstants:
     first_day = int(first.astype(np.int64))
     cum64 = calendar.cum.astype(np.int64)
     day_of = np.append(np.arange(len(cum64), dtype=np.int64) + first_day, _NAT_DAY)
-    for array in (cum64, day_of):
+    cum_nan = np.append(cum64.astype(np.float64), np.nan)
+    for array in (cum64, day_of, cum_nan):
         array.flags.writeable = False
-    return _CalendarConstants(first, first_day, np.array(first_day), cum64, day_of, np.array(len(cum64)))
+    return _CalendarConstants(
+        first, first_day, np.array(first_day), cum64, day_of, np.array(len(cum64)), cum_nan, cum_nan[:-1]
+    )
 
 
 @functools.lru_cache(maxsize=16)
@@ -503,10 +525,8 @@ def _beyond_text(calendar: WorkdayIndex) -> str:
     return f"deadline falls after {calendar.last.isoformat()}, beyond the working-day calendar"
 
 
-# Tests of whole masks use ``np.count_nonzero`` and reductions use the ufunc's ``reduce``: the
-# ``ndarray.any``/``max`` methods go through a Python wrapper that costs more than the test on a batch of
-# one, and the measures make a few dozen such calls per batch.
-_max = np.maximum.reduce
+# Tests of whole masks use ``np.count_nonzero``: the ``ndarray.any`` method goes through a Python wrapper
+# that costs more than the test on a batch of one, and the measures make a few dozen such calls per batch.
 
 
 @functools.lru_cache(maxsize=64)
@@ -533,18 +553,25 @@ class _Measurer:
         self.judged_as_of, self.judged_day = _judged_as_of(calendar, as_of)
         self.windows: dict[tuple[tuple[str, ...], str], _Window] = {}
         self.no_rows = np.zeros(batch.n, bool)
+        # All None: the missing names or notes of measures that have none, shared like ``no_rows`` (nothing
+        # writes into a measure's arrays), so a batch builds one instead of one per rule.
+        self.nones = np.empty(batch.n, object)
 
     def check_positions(self, positions: np.ndarray) -> None:
-        """Raise if a calendar position lies outside the calendar, with the calendar's own error.
+        """Raise if a calendar position (of a 1-d array) lies outside the calendar, with the calendar's
+        own error.
 
         The case models already guarantee real dates, so the common case needs one max() instead of
         ``positions``' full checks; when any position is out of range (or NaT), ``calendar.positions``
         runs on the dates, so the message and the offending year stay exactly those of the calendar.
         """
         # Viewed as unsigned, negative positions (and NaT, the most negative int64) exceed any length,
-        # so one max() checks both ends of the range.
-        if positions.size and _max(positions.view(np.uint64), axis=None) >= len(self.cum):
-            self.calendar.positions((positions + self.first_day).view(_DAY))
+        # so the largest checks both ends of the range. Found by ``argmax``: a third of the instructions
+        # of the ``maximum`` reduction on a batch of one.
+        if positions.size:
+            unsigned = positions.view(np.uint64)  # 1-d (both callers'), so argmax's flat index indexes it
+            if unsigned[unsigned.argmax()] >= len(self.cum):
+                self.calendar.positions((positions + self.first_day).view(_DAY))
 
     def measure(self, rule: Rule) -> RuleMeasure:
         """Any measure but working days, which ``measure_batch`` takes for all rules of a kind at once."""
@@ -563,8 +590,12 @@ class _Measurer:
             # The default stands in where the field is absent, so no row misses it.
             if np.count_nonzero(absent):
                 column = np.where(absent, measure.default, column)
-            return RuleMeasure(column, np.empty(len(column), object), self.no_rows)
-        return RuleMeasure(column, _named_where(absent, measure.field), self.no_rows)
+            return RuleMeasure(column, self.nones, self.no_rows)
+        missing = self.nones
+        if np.count_nonzero(absent):
+            missing = np.empty(len(column), object)
+            missing[absent] = measure.field
+        return RuleMeasure(column, missing, self.no_rows)
 
     def ratio(self, measure: RatioMeasure) -> RuleMeasure:
         # Integer fen on both sides: a ratio that is exactly 5% as a fraction becomes exactly float(0.05).
@@ -621,45 +652,47 @@ class _Measurer:
         # Unconditionally: ``putmask`` costs less than testing the mask first, and is linear like the test.
         np.putmask(days, nat, self.judged_day)
         window_nat = nat[:windows].reshape(2, k, n)
-        valid = ~window_nat[0]
-        is_open = window_nat[1] & valid
+        no_start = window_nat[0]
+        # Open: the end is absent and the start is not. On bools, ``>`` is "and not" in one operation.
+        is_open = window_nat[1] > no_start
         every = days - self.constants.first_day_array
         positions = every[:windows].reshape(2, k, n)  # a view: changing it changes ``every``
         # Rows without a start get position 0 for both ends (so an end outside the calendar raises nothing
-        # there); they are masked out by ``valid`` afterwards, and clip every pause away. Unconditionally,
-        # for the same reason as the ``putmask``.
-        positions *= valid
+        # there), which clips every pause away. Unconditionally, for the same reason as the ``putmask``;
+        # a copy where the mask holds costs less than multiplying int64 positions by a bool mask.
+        np.copyto(positions, 0, where=no_start)
         self.check_positions(every)
-        cum = self.cum
-        cums = cum.take(positions)
-        excluded, not_excluded = self.paused_working_days(group, positions, every[windows:])
+        tallies = self.paused_working_days(group, positions, every[windows:])
+        excluded, not_excluded = tallies.astype(np.int64)
+        # Then their start goes to position -1, NaN in ``cum_nan``: their count is NaN, and so is their
+        # value, and their deadline search runs off the calendar (NaN sorts last) to NaT.
+        np.putmask(positions[0], no_start, -1)
+        constants = self.constants
+        cums = constants.cum_nan.take(positions)
         # The deadline is the (limit + excluded)-th working day after the start. A search that runs off
-        # the calendar finds len(cum), and rows without a start are sent there: its day is NaT. The
-        # start's count plus the excluded days is shared by the search and the value (one addition).
-        counted = cums[0] + excluded
-        position = cum.searchsorted(counted + group.limits)
-        end = self.constants.end
-        deadline = self.constants.day_of.take(np.where(valid, position, end)).view(_DAY)
-        beyond = position >= end
-        # Rows beyond the calendar are rare: most batches need only an empty (all None) note.
-        note = self.beyond_note(valid & beyond) if np.count_nonzero(beyond) else np.empty((k, n), object)
-        # int64 days and a NaN: ``where`` promotes to float64, exactly (the counts are small integers).
-        value = np.where(valid, cums[1] - counted, _NAN)
-        missing = np.where(valid, _NONE, group.start_names)
+        # the calendar finds len(cum), whose day is NaT. The start's count plus the excluded days is
+        # shared by the search and the value (one addition).
+        counted = cums[0] + tallies[0]
+        position = constants.cum_float.searchsorted(counted + group.limits)
+        deadline = constants.day_of.take(position).view(_DAY)
+        value = cums[1] - counted
+        # Rows beyond the calendar (a start's NaN search aside) are rare, and so are rows without a
+        # start: most batches share the measurer's all-None array for every rule's note and missing names
+        # instead of a row view per rule of a block of their own.
+        beyond = (position >= constants.end) > no_start
+        nones = itertools.repeat(self.nones)
+        note = self.beyond_note(beyond) if np.count_nonzero(beyond) else nones
+        missing = np.where(no_start, group.start_names, _NONE) if np.count_nonzero(no_start) else nones
         # Positional (value, missing, open, allowance, deadline, excluded, not_excluded, deadline_note):
-        # keyword arguments cost a batch of one more than building the row views.
-        return [
-            RuleMeasure(
-                value[i], missing[i], is_open[i], None, deadline[i], excluded[i], not_excluded[i], note[i]
-            )
-            for i in range(k)
-        ]
+        # keyword arguments cost a batch of one more than building the row views. ``map`` stops at the
+        # rules' arrays (k rows each); the shared ones repeat.
+        return list(map(RuleMeasure, value, missing, is_open, _NONES, deadline, excluded, not_excluded, note))
 
     def paused_working_days(
         self, group: _WorkingDayGroup, positions: np.ndarray, pause_positions: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray]:
+    ) -> np.ndarray:
         """Working days inside excludable pauses within each (rule, case) window, overlaps merged, and
-        the number of pauses in the window that the rule does not exclude.
+        the number of pauses in the window that the rule does not exclude: float64 (2, rules, rows).
 
         A pause covers working days d with date(start) < d ≤ date(end), like the case itself. Every pause
         is clipped to every rule's window of its case at once, (rules, pauses) arrays; the clipped start
@@ -683,15 +716,16 @@ class _Measurer:
             clipped = np.minimum(np.maximum(pause_positions.reshape(2, 1, p), windows[0]), windows[1])
             kept = clipped[1] > clipped[0]
         if not p or not np.count_nonzero(kept):
-            zeros = np.zeros((k, n), np.int64)
-            return zeros, zeros
+            return np.zeros((2, k, n))
         codes = pauses.code if pauses.code is not None else (pauses.reason == _PAUSE_REASON_COLUMN).argmax(0)
-        groups, excludable = group.by_reason.take(codes, axis=2)  # excludable: 0/1, a mask to NumPy
+        groups = group.by_reason.take(codes, axis=1)
+        excludable = group.excludes.take(codes, axis=1)
         if n > 1:  # a batch of one has one group per tally
             groups = groups * n + rows
         cum = self.cum
-        if np.count_nonzero(excludable) > 1:
-            # Overlaps can only exist between two excluded pauses; a lone one is its own union. (The
+        if p > 1 and np.count_nonzero(excludable) > 1:
+            # Overlaps can only exist between two excluded pauses; a lone one is its own union (so a batch
+            # with one pause, which one rule or many may exclude, need not even count them). (The
             # pauses that are only counted may be merged too: their weight does not depend on it. An
             # empty pause ends at or before its start, so it cuts nothing off the pauses after it.)
             lo, hi = clipped
@@ -710,9 +744,7 @@ class _Measurer:
             worked = ends[1] - ends[0]
         # An open pause that starts after as_of ends before its start: not ``kept``, it weighs nothing.
         weight = np.where(excludable & kept, worked, kept)
-        tallies = np.bincount(groups.ravel(), weights=weight.ravel(), minlength=2 * k * n)
-        tallies = tallies.astype(np.int64).reshape(2, k, n)
-        return tallies[0], tallies[1]
+        return np.bincount(groups.ravel(), weights=weight.ravel(), minlength=2 * k * n).reshape(2, k, n)
 
     def beyond_note(self, beyond: np.ndarray) -> np.ndarray:
         return _named_where(beyond, _beyond_text(self.calendar))
@@ -728,7 +760,7 @@ class _Measurer:
         else:
             deadline = start + np.timedelta64(limit, "D")
         allowance = None
-        note = _named_where(self.no_rows, "")
+        note = self.nones
         extended = self.no_rows
         if measure.rest_day_extension:
             # 民法典 第203条: a deadline on a rest day moves to the next working day. Past the calendar's

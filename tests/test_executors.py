@@ -12,13 +12,16 @@ import numpy as np
 import orjson
 import polars as pl
 import pytest
+from conftest import water
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from engine import Engine
+from engine.calendar import CalendarRangeError
 from engine.cases import validate_case
 from engine.executors import durable as durable_module
 from engine.executors.columnar import compile_predicate, fact_frame
+from engine.executors.facts import FactLayout, fact_sources
 from engine.executors.plan import (
     And,
     Cmp,
@@ -80,6 +83,66 @@ def test_outcomes_are_exclusive_and_complete(durable: Engine) -> None:
             )
             counts = held.sum_horizontal().to_numpy()
             assert np.all(counts == 1), f"{rule_plan.rule.id}: outcomes held {set(counts.tolist())} times"
+
+
+def test_fact_layout_of_some_keys_takes_those_of_every_key(durable: Engine) -> None:
+    """A backend that reads only some keys (the durable rulesets) gets exactly those sources, each the
+    same column as in ``fact_sources``, in the same order; exemption flags included."""
+    cases = [validate_case(obj) for obj in generate_cases(2000, seed=5)]
+    exempt_seen = False
+    for kind in KINDS:
+        of_kind = [case for case in cases if case.kind == kind]
+        if not of_kind:
+            continue
+        batch = Batch.from_cases(kind, of_kind, durable.fields[kind])
+        measured = measure_batch(durable.pack, batch, durable.calendar, AS_OF)
+        plan = durable.plans[kind]
+        every = fact_sources(plan, measured)
+        keys = [key for i, (key, _) in enumerate(every) if i % 2 == 0]  # half of them, of every sort
+        some = FactLayout.of(plan, set(keys)).sources(measured)
+        assert [key for key, _ in some] == keys
+        for (key, column), (every_key, every_column) in zip(
+            some, [source for source in every if source[0] in set(keys)], strict=True
+        ):
+            assert key == every_key
+            if column is None or every_column is None:
+                assert column is every_column
+            else:
+                exempt_seen |= key.startswith("x") and bool(column.any())
+                assert np.array_equal(column, every_column, equal_nan=column.dtype.kind == "f")
+    assert exempt_seen
+
+
+def _water_batch(durable: Engine, **days: str | None) -> Batch:
+    """A one-case water batch whose date columns are then set to ``days`` (None: absent), as a batch
+    from another source than validated models (which refuse dates outside the calendar) could be."""
+    batch = Batch.from_cases("water_connection", [validate_case(water())], durable.fields["water_connection"])
+    assert batch.days is not None
+    for path, day in days.items():
+        batch.columns[path][:] = np.datetime64("NaT") if day is None else np.datetime64(day, "D")
+    return batch
+
+
+@pytest.mark.parametrize(
+    ("days", "year"),
+    [
+        ({"connected_at": "2027-01-05"}, 2027),
+        ({"applied_at": "2003-12-30"}, 2003),
+        ({"applied_at": "2026-12-30", "connected_at": None}, None),  # open: runs to as_of, inside
+        ({"applied_at": None, "connected_at": "2027-01-05"}, None),  # no start: the end is not read
+    ],
+)
+def test_measures_refuse_a_window_outside_the_calendar(
+    durable: Engine, days: dict[str, str | None], year: int | None
+) -> None:
+    """The range check of the working-day windows: a bound outside the calendar (either side) raises the
+    calendar's own error, naming its year; a window without a start raises nothing."""
+    batch = _water_batch(durable, **days)
+    if year is None:
+        measure_batch(durable.pack, batch, durable.calendar, AS_OF)
+    else:
+        with pytest.raises(CalendarRangeError, match=str(year)):
+            measure_batch(durable.pack, batch, durable.calendar, AS_OF)
 
 
 _OPERATORS = {

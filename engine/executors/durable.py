@@ -23,7 +23,7 @@ import durable_rules_engine
 import numpy as np
 import orjson
 
-from engine.executors.facts import fact_sources
+from engine.executors.facts import FactLayout
 from engine.executors.plan import And, Cmp, Has, KindPlan, Lacks, Or, Predicate, Ref, keys_of
 from engine.measures import Measured
 
@@ -101,6 +101,8 @@ class DurableExecutor:
         # Fact key → its durable name, for the keys some predicate of the kind reads: a measure's open
         # flag that no outcome tests (a field measure is never open) is not converted nor asserted.
         self._fact_keys: dict[str, dict[str, str]] = {}
+        # Where those keys come from, so that a batch takes only the columns some outcome reads.
+        self._layouts: dict[str, FactLayout] = {}
         instance = next(self._instances)
         for kind, plan in plans.items():
             if not plan.rules:
@@ -119,6 +121,7 @@ class DurableExecutor:
                 key for rule_plan in plan.rules for o in rule_plan.outcomes for key in keys_of(o.predicate)
             )
             self._fact_keys[kind] = {key: _key(key) for key in read}
+            self._layouts[kind] = FactLayout.of(plan, self._fact_keys[kind])
             ruleset = {}
             self._decides[kind] = {}
             for (code, _), (predicate, indices) in shared.items():
@@ -141,10 +144,10 @@ class DurableExecutor:
         # column to convert them would cost more than the ``tolist`` for a batch of one.
         names = self._fact_keys[plan.kind]
         columns = []
-        for key, column in fact_sources(plan, measured):
-            name = names.get(key)
-            if name is None or column is None:  # a key no outcome reads, or a flag no row carries
+        for key, column in self._layouts[plan.kind].sources(measured):
+            if column is None:  # a flag no row carries
                 continue
+            name = names[key]
             kind = column.dtype.kind
             if kind == "M":
                 columns.append((name, column.view(np.int64).tolist(), _NAT_DAY))

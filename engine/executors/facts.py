@@ -2,10 +2,67 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
+from dataclasses import dataclass
+
 import numpy as np
 
 from engine.executors.plan import KindPlan
 from engine.measures import Measured
+
+
+@dataclass(frozen=True)
+class FactLayout:
+    """Where each fact key comes from, worked out once per kind (and set of keys read), not per batch.
+
+    A backend that reads only some keys (the durable rulesets test no open flag of a field measure)
+    takes a layout of those keys, so a batch of one does not look up and then drop the others.
+    """
+
+    anchor: bool  # ``anchor`` is read
+    fields: tuple[str, ...]  # case fields read, each its own key
+    # Per rule with any key read: (rule index, rule id, value key, allowance key, open key, exemption
+    # key), None for a key not read.
+    rules: tuple[tuple[int, str, str | None, str | None, str | None, str | None], ...]
+
+    @classmethod
+    def of(cls, plan: KindPlan, keys: Collection[str] | None = None) -> FactLayout:
+        """The layout of ``keys`` (every key the plan's predicates read when None)."""
+
+        def read(key: str) -> str | None:
+            return key if keys is None or key in keys else None
+
+        rules = []
+        for rule_plan, measure_keys in zip(plan.rules, plan.measure_keys, strict=True):
+            value, allowance, is_open, exempt = (read(key) for key in measure_keys)
+            if value or allowance or is_open or exempt:
+                rules.append((rule_plan.index, rule_plan.rule.id, value, allowance, is_open, exempt))
+        return cls(
+            read("anchor") is not None,
+            tuple(name for name in plan.case_fields if read(name)),
+            tuple(rules),
+        )
+
+    def sources(self, measured: Measured) -> list[tuple[str, np.ndarray | None]]:
+        """Each key of the layout with its column, in the order of ``fact_sources``."""
+        batch = measured.batch
+        columns = batch.columns
+        sources: list[tuple[str, np.ndarray | None]] = [("anchor", measured.anchor)] if self.anchor else []
+        sources += [(name, columns[name]) for name in self.fields]
+        measures = measured.measures
+        exemptions = batch.exemptions  # mostly empty: then no rule's id needs looking up
+        for index, rule_id, value_key, allowance_key, open_key, exempt_key in self.rules:
+            measure = measures[index]
+            if value_key:
+                sources.append((value_key, measure.value))
+            if allowance_key and measure.allowance is not None:
+                sources.append((allowance_key, measure.allowance))
+            if open_key:
+                sources.append((open_key, measure.open))
+            if exempt_key:
+                reasons = exemptions.get(rule_id) if exemptions else None
+                sources.append((exempt_key, None if reasons is None else np.not_equal(reasons, None)))
+        return sources
 
 
 def fact_sources(plan: KindPlan, measured: Measured) -> list[tuple[str, np.ndarray | None]]:
@@ -16,20 +73,4 @@ def fact_sources(plan: KindPlan, measured: Measured) -> list[tuple[str, np.ndarr
     rule's exemption flag is None when no row carries an exemption for it, so that no backend pays to
     build or read a column of False.
     """
-    batch = measured.batch
-    columns = batch.columns
-    sources: list[tuple[str, np.ndarray | None]] = [("anchor", measured.anchor)]
-    sources += [(name, columns[name]) for name in plan.case_fields]
-    exemptions = batch.exemptions  # mostly empty: then no rule's id needs looking up
-    for rule_plan, (value_key, allowance_key, open_key, exempt_key), measure in zip(
-        plan.rules, plan.measure_keys, measured.measures, strict=True
-    ):
-        sources.append((value_key, measure.value))
-        if measure.allowance is not None:
-            sources.append((allowance_key, measure.allowance))
-        reasons = exemptions.get(rule_plan.rule.id) if exemptions else None
-        sources += (
-            (open_key, measure.open),
-            (exempt_key, None if reasons is None else np.not_equal(reasons, None)),
-        )
-    return sources
+    return plan.fact_layout.sources(measured)

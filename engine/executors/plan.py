@@ -17,6 +17,7 @@ import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
+from typing import TYPE_CHECKING
 
 from engine.rules import (
     AllOf,
@@ -31,6 +32,9 @@ from engine.rules import (
     Scalar,
     WorkingDaysMeasure,
 )
+
+if TYPE_CHECKING:
+    from engine.executors.facts import FactLayout
 
 EPOCH = date(1970, 1, 1)
 INVERSE = {"eq": "ne", "ne": "eq", "lt": "ge", "le": "gt", "gt": "le", "ge": "lt"}
@@ -240,6 +244,13 @@ class KindPlan:
     def measure_keys(self) -> tuple[tuple[str, str, str, str], ...]:
         """Each rule's fact keys (value, allowance, open, exemption), spelt once instead of per batch."""
         return tuple((f"v{r.index}", f"t{r.index}", f"o{r.index}", f"x{r.index}") for r in self.rules)
+
+    @functools.cached_property
+    def fact_layout(self) -> FactLayout:
+        """Where every fact key comes from (``facts.fact_sources``), worked out once per plan."""
+        from engine.executors.facts import FactLayout  # facts reads plans: imported on first use
+
+        return FactLayout.of(self)
 
 
 def _is_measure_key(key: str) -> bool:
