@@ -30,7 +30,7 @@ from engine.aggregates import AggregateAccumulator, Period
 from engine.cases import Case, InvalidCase, validate_case
 from engine.cases import CaseError as CaseProblem
 from engine.core import Engine, parse_as_of
-from engine.executors.plan import status_of
+from engine.executors.plan import KindPlan, status_of
 from engine.ingest import Located, RecordFrame, read_ndjson_frames, read_parquet_frames, validate_frame
 from engine.measures import Batch, Measured, measure_batch
 
@@ -228,6 +228,45 @@ class _RuleOutcomes:
         )
 
 
+@dataclass(frozen=True)
+class _KindOutcomes:
+    """A kind's rules' lookup tables joined, made once per kind: a (cases × rules) matrix of outcome
+    positions, shifted by ``shift``, indexes every rule's table at once."""
+
+    rules: list[_RuleOutcomes]
+    shift: np.ndarray  # per rule: where its outcomes start in the joined tables
+    codes: pl.Series
+    statuses: pl.Series
+    fails: np.ndarray
+    pending: np.ndarray
+    mandatory: np.ndarray  # per rule
+    rule_ids: pl.Series  # per rule, and the per-rule columns of results.parquet
+    severities: pl.Series
+    limits: pl.Series
+    units: pl.Series
+
+    @classmethod
+    def of(cls, plan: KindPlan) -> _KindOutcomes:
+        rules = [_RuleOutcomes.of(rule_plan) for rule_plan in plan.rules]
+
+        def per_rule(values: list[Any]) -> pl.Series:
+            return pl.Series(values, dtype=pl.String)
+
+        return cls(
+            rules,
+            np.cumsum([0, *(len(rule.codes) for rule in rules)])[: len(rules)].astype(np.int64),
+            pl.concat([rule.codes for rule in rules]) if rules else per_rule([]),
+            pl.concat([rule.statuses for rule in rules]) if rules else per_rule([]),
+            np.concatenate([rule.fails for rule in rules]) if rules else np.zeros(0, bool),
+            np.concatenate([rule.pending for rule in rules]) if rules else np.zeros(0, bool),
+            np.array([rule.severity == "mandatory" for rule in rules], bool),
+            per_rule([rule.rule_id for rule in rules]),
+            per_rule([rule.severity for rule in rules]),
+            per_rule([rule.limit for rule in rules]),
+            per_rule([rule.unit for rule in rules]),
+        )
+
+
 def _verdicts(fails: np.ndarray, pending: np.ndarray, mandatory: np.ndarray) -> np.ndarray:
     """Case verdicts (positions in ``VERDICT_NAMES``) from (cases × rules) fail and pending matrices, as
     ``verdicts.case_verdict`` rolls them up."""
@@ -268,10 +307,7 @@ class ChunkChecker:
             kind: list(dict.fromkeys([*fields, *GROUP_FIELDS, *probe.fields(kind)]))
             for kind, fields in engine.fields.items()
         }
-        self.outcomes = {
-            kind: [_RuleOutcomes.of(rule_plan) for rule_plan in plan.rules]
-            for kind, plan in engine.plans.items()
-        }
+        self.outcomes = {kind: _KindOutcomes.of(plan) for kind, plan in engine.plans.items()}
 
     def check(self, chunk: RecordFrame) -> ChunkOutcome:
         outcome = ChunkOutcome()
@@ -314,14 +350,11 @@ class ChunkChecker:
         engine = self.engine
         kind = batch.kind
         measured = measure_batch(engine.pack, batch, engine.calendar, self.as_of)
-        rules = self.outcomes[kind]
+        tables = self.outcomes[kind]
         positions = engine.executor.positions(engine.plans[kind], measured)
-        fails = np.empty(positions.shape, bool)
-        pending = np.empty(positions.shape, bool)
-        for r, rule in enumerate(rules):
-            fails[:, r] = rule.fails[positions[:, r]]
-            pending[:, r] = rule.pending[positions[:, r]]
-        verdict = _verdicts(fails, pending, np.array([rule.severity == "mandatory" for rule in rules], bool))
+        joined = positions + tables.shift  # (cases × rules) positions in the joined tables
+        fails = tables.fails[joined]
+        verdict = _verdicts(fails, tables.pending[joined], tables.mandatory)
         case_id = pl.Series(batch.case_id.tolist(), dtype=pl.String)
         district = pl.Series(batch.columns["district"].tolist(), dtype=pl.String)
         verdicts = pl.DataFrame(
@@ -334,35 +367,36 @@ class ChunkChecker:
                 "district": district,
                 "department": batch.columns["department"].tolist(),
                 "verdict": pl.Series(VERDICT_NAMES, dtype=pl.String).gather(verdict),
-                "failed_rules": _failed_rules(fails, [rule.rule_id for rule in rules]),
+                "failed_rules": _failed_rules(fails, tables.rule_ids.to_list()),
             },
             schema=VERDICTS_SCHEMA,
         )
         outcome.verdicts.append(verdicts.to_arrow())
         _add(outcome.verdict_counts, VERDICT_NAMES, np.bincount(verdict, minlength=len(VERDICT_NAMES)))
         outcome.checked += batch.n
-        if rules:
-            outcome.results.append(self._results(rules, measured, positions, case_id, district, outcome))
+        if tables.rules:
+            outcome.results.append(self._results(tables, measured, joined, case_id, district, outcome))
         aggregates.add(kind, batch)
 
     def _results(
         self,
-        rules: list[_RuleOutcomes],
+        tables: _KindOutcomes,
         measured: Measured,
-        positions: np.ndarray,
+        joined: np.ndarray,
         case_id: pl.Series,
         district: pl.Series,
         outcome: ChunkOutcome,
     ) -> pa.Table:
         """The batch's rows of results.parquet, rule after rule; value and deadline only where the rule
         was decided. Built as one frame: a frame per rule costs more to assemble than to fill."""
-        n = len(positions)
+        rules = tables.rules
+        n = len(joined)
         value = np.full((len(rules), n), np.nan)
         deadline = np.full((len(rules), n), np.datetime64("NaT"), "datetime64[D]")
         excluded = np.zeros((len(rules), n), np.int64)
         value_text: list[str | None] = [None] * (len(rules) * n)
         for r, (rule, measure) in enumerate(zip(rules, measured.measures, strict=True)):
-            at = positions[:, r]
+            at = joined[:, r] - tables.shift[r]
             by_status: dict[str, int] = {}
             _add(by_status, rule.status_names, np.bincount(at, minlength=len(rule.status_names)))
             _add(outcome.rule_counts.setdefault(rule.rule_id, {}), by_status, by_status.values())
@@ -378,9 +412,7 @@ class ChunkChecker:
                 np.copyto(deadline[r], measure.deadline, where=decided)
             if measure.excluded is not None:
                 excluded[r] = measure.excluded
-        # Each rule's outcome positions, shifted into one table of every rule's codes and statuses.
-        shift = np.cumsum([0, *(len(rule.codes) for rule in rules[:-1])])
-        at = (positions + shift).T.ravel()
+        at = joined.T.ravel()  # rule after rule
         which = np.repeat(np.arange(len(rules)), n)
         every = np.tile(np.arange(n), len(rules))
         return pl.DataFrame(
@@ -388,14 +420,14 @@ class ChunkChecker:
                 "case_id": case_id.gather(every),
                 "district": district.gather(every),
                 "anchor_date": np.tile(measured.anchor, len(rules)),
-                "rule": pl.Series([rule.rule_id for rule in rules], dtype=pl.String).gather(which),
-                "status": pl.concat([rule.statuses for rule in rules]).gather(at),
-                "outcome": pl.concat([rule.codes for rule in rules]).gather(at),
-                "severity": pl.Series([rule.severity for rule in rules], dtype=pl.String).gather(which),
+                "rule": tables.rule_ids.gather(which),
+                "status": tables.statuses.gather(at),
+                "outcome": tables.codes.gather(at),
+                "severity": tables.severities.gather(which),
                 "value": pl.Series(value.ravel()).fill_nan(None),
                 "value_text": pl.Series(value_text, dtype=pl.String),
-                "limit": pl.Series([rule.limit for rule in rules], dtype=pl.String).gather(which),
-                "unit": pl.Series([rule.unit for rule in rules], dtype=pl.String).gather(which),
+                "limit": tables.limits.gather(which),
+                "unit": tables.units.gather(which),
                 "deadline": deadline.ravel(),
                 "excluded": excluded.ravel(),
             },
