@@ -10,9 +10,10 @@ without raising throughput), and 8 for batches too: each connection stays with t
 accepted it, and with 2 connections both landed on the same worker about every other run (26,000 vs
 55,000 cases/s; with 8, three runs gave 42,600–45,600).
 
-Batches run for 30 s: the verdict log grows by ~250,000 rows a run, and its case_id index costs more per
-batch as it grows (in-process, logging a 10,000-case batch took ~14 ms on a new log, 40 ms at 1.7 million rows
-and 68 ms at 2.7 million), so a short run would report only the cheap start.
+Batches run for 30 s, so that the figure includes what the verdict log costs as it grows by ~300,000
+rows a run. (With a plain case_id index, logging a 10,000-case batch went from 25 to 95 ms over 2.4
+million rows, and a 10 s run reported only the cheap start; ``engine.store``'s segment index keeps it
+flat.)
 
 Targets: single checks ≥ 2,000 requests/s with p99 < 20 ms; batches ≥ 100,000 cases/s. The figures
 go to ``benchmark.extra_info`` (requests/s, p50/p90/p99 latency, cases/s, non-2xx answers); the tests
