@@ -589,7 +589,9 @@ class _Measurer:
         if measure.default is not None:
             # The default stands in where the field is absent, so no row misses it.
             if np.count_nonzero(absent):
-                column = np.where(absent, measure.default, column)
+                # A copy written in place: half the cost of a ``where`` that broadcasts the default.
+                column = column.copy()
+                np.putmask(column, absent, measure.default)
             return RuleMeasure(column, self.nones, self.no_rows)
         missing = self.nones
         if np.count_nonzero(absent):
