@@ -501,7 +501,7 @@ class _CalendarConstants:
     # with no ``where`` per result. Float64 like the pause tallies (``bincount``'s sums): arithmetic that
     # mixes dtypes costs twice that on one dtype, and the counts are small integers, exact in float64.
     cum_nan: np.ndarray
-    cum_float: np.ndarray  # ``cum_nan`` without the NaN: what deadlines are searched in
+    cum_float: np.ndarray  # ``cum_nan`` without the NaN: what deadlines are searched and pauses counted in
 
 
 @functools.lru_cache(maxsize=16)
@@ -589,7 +589,9 @@ class _Measurer:
         if measure.default is not None:
             # The default stands in where the field is absent, so no row misses it.
             if np.count_nonzero(absent):
-                column = np.where(absent, measure.default, column)
+                # A copy written in place: half the cost of a ``where`` that broadcasts the default.
+                column = column.copy()
+                np.putmask(column, absent, measure.default)
             return RuleMeasure(column, self.nones, self.no_rows)
         missing = self.nones
         if np.count_nonzero(absent):
@@ -722,7 +724,8 @@ class _Measurer:
         excludable = group.excludes.take(codes, axis=1)
         if n > 1:  # a batch of one has one group per tally
             groups = groups * n + rows
-        cum = self.cum
+        # Float64 counts, like the tallies ``bincount`` sums: int64 weights would be converted first.
+        cum = self.constants.cum_float
         if p > 1 and np.count_nonzero(excludable) > 1:
             # Overlaps can only exist between two excluded pauses; a lone one is its own union (so a batch
             # with one pause, which one rule or many may exclude, need not even count them). (The

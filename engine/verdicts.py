@@ -7,8 +7,10 @@ up into the case verdict (fail > warn > pending > pass).
 
 from __future__ import annotations
 
+import functools
+import itertools
 import math
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from datetime import date
 from typing import Any, Literal
 
@@ -133,39 +135,39 @@ def _day(value: np.datetime64 | None) -> date | None:
     return value.astype("datetime64[D]").item()
 
 
-@dataclass
-class _MeasureRows:
-    """A measure's arrays as Python lists, for wording.
+# The measure's arrays a measured result is worded from, in the order of ``_measured_result``'s arguments:
+# what rows must share to share a wording.
+_MEASURE_ROWS = ("value", "allowance", "deadline", "excluded", "not_excluded", "deadline_note", "extended")
+_NO_ROWS = itertools.repeat(None)  # a measure without one of those arrays: None in every row
+
+
+def _measure_rows(measure: RuleMeasure) -> list[tuple[Any, ...]]:
+    """Per row, the values of the measure's ``_MEASURE_ROWS`` arrays as Python values (None for an array
+    the measure lacks): the arguments its measured results are worded from.
 
     One ``tolist`` per array turns every row into Python values in C (dates for ``datetime64[D]``, None
     for NaT), where reading row by row would box a NumPy scalar and convert it for each rule and row.
     """
-
-    value: list[Any]
-    allowance: list[Any] | None
-    deadline: list[date | None] | None
-    excluded: list[int] | None
-    not_excluded: list[int] | None
-    deadline_note: list[str | None] | None
-    extended: list[bool] | None
-
-    @classmethod
-    def of(cls, measure: RuleMeasure) -> _MeasureRows:
-        # Spelt out rather than a helper per array: this runs for every measured rule of every case.
-        m = measure
-        return cls(
+    # Spelt out rather than a loop over the names: this runs for every measured rule of every case.
+    m = measure
+    return list(
+        zip(
             m.value.tolist(),
-            None if m.allowance is None else m.allowance.tolist(),
-            None if m.deadline is None else m.deadline.tolist(),
-            None if m.excluded is None else m.excluded.tolist(),
-            None if m.not_excluded is None else m.not_excluded.tolist(),
-            None if m.deadline_note is None else m.deadline_note.tolist(),
-            None if m.extended is None else m.extended.tolist(),
+            _NO_ROWS if m.allowance is None else m.allowance.tolist(),
+            _NO_ROWS if m.deadline is None else m.deadline.tolist(),
+            _NO_ROWS if m.excluded is None else m.excluded.tolist(),
+            _NO_ROWS if m.not_excluded is None else m.not_excluded.tolist(),
+            _NO_ROWS if m.deadline_note is None else m.deadline_note.tolist(),
+            _NO_ROWS if m.extended is None else m.extended.tolist(),
+            strict=False,  # the absent arrays repeat None without end
         )
+    )
 
 
-# The measure's arrays a measured result is worded from: what rows must share to share a wording.
-_MEASURE_ROWS = tuple(f.name for f in fields(_MeasureRows))
+# Measured results kept worded per builder (a kind): the few values, deadlines and pauses a rule's cases
+# share come back as a copy instead of being formatted again. Bounded, so that a long run of distinct
+# cases keeps its memory flat; least recently used go first.
+WORDED_RESULTS = 1024
 
 
 def _quantity(value: Any, unit: str | None, lang: Lang) -> str:
@@ -212,14 +214,18 @@ class VerdictBuilder:
         # whole result of a condition outcome (``na:absent:K``, ``na:cond:K``), filled in on first use.
         self._sources = {rule_plan.rule.id: rule_plan.rule.source.reference for rule_plan in plan.rules}
         self._condition_results: dict[tuple[str, str, str], dict[str, Any]] = {}
+        self._rules = {rule_plan.rule.id: rule_plan.rule for rule_plan in plan.rules}
         self._wording: dict[tuple[str, str], _Wording] = {}
+        # Typed: the arguments are the row's values, and a value of True must not find the wording of 1
+        # (nor 3.0 that of 3).
+        self._measured_result = functools.lru_cache(maxsize=WORDED_RESULTS, typed=True)(self._word_measured)
 
     def build(self, measured: Measured, outcomes: list[list[str]], lang: Lang = "zh") -> list[dict[str, Any]]:
         """One verdict dict per row (the JSON shape of ``Verdict``)."""
         verdicts = []
         batch = measured.batch
         # Filled on first use: only a rule with a measured outcome (pass, pending, fail) reads its values.
-        listed: dict[int, _MeasureRows] = {}
+        listed: dict[int, list[tuple[Any, ...]]] = {}
         for row in range(batch.n):
             results = [
                 self._result(rule_plan.rule, code, measure, measured, row, lang, listed)
@@ -251,7 +257,7 @@ class VerdictBuilder:
         """
         batch = measured.batch
         n, rules = batch.n, self.plan.rules
-        listed: dict[int, _MeasureRows] = {}
+        listed: dict[int, list[tuple[Any, ...]]] = {}
         # Per rule: the distinct results and, per row, which one is its own.
         distinct: list[list[dict[str, Any]]] = []
         serialised: list[list[bytes]] = []
@@ -305,17 +311,17 @@ class VerdictBuilder:
         measured: Measured,
         row: int,
         lang: Lang,
-        listed: dict[int, _MeasureRows],
+        listed: dict[int, list[tuple[Any, ...]]],
     ) -> dict[str, Any]:
-        constant = self._condition_results.get((rule.id, code, lang))
-        if constant is not None:
-            return constant.copy()  # a copy: the caller owns (and may change) the verdicts it gets
-        text = _TEXT[lang]
+        # Copies, both: the caller owns (and may change) the verdicts it gets.
         if code in _MEASURED:
             rows = listed.get(id(measure))
             if rows is None:
-                rows = listed[id(measure)] = _MeasureRows.of(measure)
-            return self._measured_result(rule, code, rows, row, lang, text)
+                rows = listed[id(measure)] = _measure_rows(measure)
+            return self._measured_result(rule.id, code, lang, *rows[row]).copy()
+        constant = self._condition_results.get((rule.id, code, lang))
+        if constant is not None:
+            return constant.copy()
         result: dict[str, Any] = {"rule": rule.id, "severity": rule.severity, "unit": rule.unit}
         kind, _, detail = code.partition(":")
         result["status"] = status_of(code)
@@ -357,26 +363,35 @@ class VerdictBuilder:
         key = "cond_not" if isinstance(conjunct, NotOf) else "cond"
         return text[key].format(label=_label(conjunct, lang))
 
-    def _measured_result(
-        self, rule: Rule, code: str, measure: _MeasureRows, row: int, lang: Lang, text: dict[str, str]
+    def _word_measured(
+        self,
+        rule_id: str,
+        code: str,
+        lang: Lang,
+        value: Any,
+        allowance: Any,
+        deadline: date | None,
+        excluded: int | None,
+        not_excluded: int | None,
+        deadline_note: str | None,
+        extended: bool | None,
     ) -> dict[str, Any]:
-        wording = self._wording.get((rule.id, lang))
+        """A measured result (pass, pending, fail) from one row's ``_measure_rows`` values: nothing else
+        of the case, so that ``_measured_result`` may keep it for the next row with the same values."""
+        rule = self._rules[rule_id]
+        text = _TEXT[lang]
+        wording = self._wording.get((rule_id, lang))
         if wording is None:
-            wording = self._wording[(rule.id, lang)] = _Wording.of(rule, lang)
-        value = _number(measure.value[row])
+            wording = self._wording[(rule_id, lang)] = _Wording.of(rule, lang)
+        value = _number(value)
         # A month limit only has a length in days per case; a day limit keeps its literal number and the
         # rest-day extension shows in the deadline.
         months = wording.months
-        limit = (
-            _number(measure.allowance[row])
-            if months and measure.allowance is not None
-            else rule.require.limit
-        )
-        deadline = measure.deadline[row] if measure.deadline is not None else None
+        limit = _number(allowance) if months and allowance is not None else rule.require.limit
         unit = rule.unit
         # One literal in the JSON order of ``RuleResult``; the optional keys follow in that order too.
         result: dict[str, Any] = {
-            "rule": rule.id,
+            "rule": rule_id,
             "severity": rule.severity,
             "unit": unit,
             "status": code,
@@ -388,23 +403,23 @@ class VerdictBuilder:
         if months:
             fields["limit"] = _quantity(limit, unit, lang)
         if code == "pending":
-            allowed = measure.allowance[row] if measure.allowance is not None else rule.require.limit
+            allowed = allowance if allowance is not None else rule.require.limit
             remaining = int(allowed) - int(value)  # type: ignore[arg-type]
             result["remaining"] = remaining
             fields["remaining"] = _quantity(remaining, unit, lang)
         message = wording.templates[code].format_map(fields)
-        if measure.excluded is not None:
-            result["excluded"] = measure.excluded[row]
-            if result["excluded"]:
-                message += text["excluded"].format(excluded=result["excluded"])
-            if measure.not_excluded is not None and measure.not_excluded[row]:
-                message += text["not_excluded"].format(count=measure.not_excluded[row])
-        if measure.extended is not None and measure.extended[row] and code != "pending":
+        if excluded is not None:
+            result["excluded"] = excluded
+            if excluded:
+                message += text["excluded"].format(excluded=excluded)
+            if not_excluded:
+                message += text["not_excluded"].format(count=not_excluded)
+        if extended and code != "pending":
             message += text["extended"].format(deadline=deadline)
-        if measure.deadline_note is not None and measure.deadline_note[row] is not None:
+        if deadline_note is not None:
             message += text["no_deadline"]
         result["message"] = message
-        result["source"] = self._sources[rule.id]
+        result["source"] = self._sources[rule_id]
         return result
 
 
@@ -444,7 +459,7 @@ def _result_inputs(
     """Per row, int64 columns that are equal only where ``VerdictBuilder._result`` words the same result.
 
     They are the outcome and, for that outcome, every per-row input ``_result`` reads: a measured
-    outcome reads the measure's arrays that ``_MeasureRows`` lists (all ``_measured_result`` sees),
+    outcome reads the measure's arrays that ``_MEASURE_ROWS`` lists (all ``_measured_result`` sees),
     ``na:effective`` the anchor date, ``exempt`` the exemption's reason, ``na:input``/``fail:input`` the
     missing field (``_reason``); a condition outcome reads none. A per-row input added to ``_reason``
     must be added here, or rows that differ in it would share a wording.

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import orjson
 import pytest
+from conftest import water
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -23,7 +24,7 @@ from engine import Engine
 from engine.cases import Case, InvalidCase, validate_case
 from engine.generate import generate_cases
 from engine.measures import measure_fields
-from engine.verdicts import _as_integers
+from engine.verdicts import WORDED_RESULTS, _as_integers
 
 SAMPLES = Path(__file__).resolve().parent.parent / "cases" / "samples"
 
@@ -145,3 +146,31 @@ def test_values_are_numbered_apart_by_type_and_value() -> None:
     assert numbers[6] == numbers[0] and numbers[7] == numbers[1]
     floats = _as_integers(np.array([0.5, 2.0, 0.5, np.nan]))
     assert floats[0] == floats[2] and len(set(floats[:2].tolist())) == 2
+
+
+def test_kept_wordings_are_copies_and_keyed_by_every_input(engine: Engine) -> None:
+    """Measured results are kept worded by their row's values (``VerdictBuilder._measured_result``): a caller
+    that changes a verdict it got must not change the next one's, and a row that differs in a value, its
+    type or the language must get its own wording."""
+    case = validate_case(water(steps=2))
+    first = engine.check_many([case], "2026-11-24")[0]
+    first["results"][0]["message"] = "changed"
+    again = engine.check_many([case], "2026-11-24")[0]
+    assert (
+        again["results"][0]["message"] == "符合：用水报装流程不超过2个环节（实际2个环节，要求不超过2个环节）"
+    )
+    other = engine.check_many([validate_case(water(steps=1))], "2026-11-24", "en")[0]["results"][0]
+    assert other["value"] == 1 and other["message"].startswith("pass: ") and "(1 steps," in other["message"]
+    builder = engine.builders["water_connection"]
+    words = [
+        builder._measured_result("water.steps", "pass", "zh", v, *[None] * 6)["message"] for v in (1, True)
+    ]
+    assert "实际1个环节" in words[0] and "实际true" in words[1]
+
+
+def test_kept_wordings_are_bounded(engine: Engine) -> None:
+    """However many distinct rows a long run words, the builder keeps at most ``WORDED_RESULTS``."""
+    builder = engine.builders["water_connection"]
+    for value in range(WORDED_RESULTS + 10):
+        builder._measured_result("water.steps", "fail", "en", float(value), *[None] * 6)
+    assert builder._measured_result.cache_info().currsize == WORDED_RESULTS
