@@ -111,10 +111,11 @@ class AggregateAccumulator:
             }
         sums = pl.DataFrame(columns).group_by("period", "group").sum()
         for period, group, *totals in sums.iter_rows():
+            label = period_label(period, self.period)
             for r, rule in enumerate(rules):
                 scope, counted_n, total, open_n = totals[4 * r : 4 * r + 4]
                 if scope or open_n:  # the group has cases in this rule's scope, closed or open
-                    entry = self.groups[(rule.id, period_label(period, self.period), group)]
+                    entry = self.groups[(rule.id, label, group)]
                     entry[0] += scope
                     entry[1] += counted_n
                     entry[2] += total

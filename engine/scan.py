@@ -267,6 +267,11 @@ class _KindOutcomes:
         )
 
 
+def _repeated(text: str, n: int) -> pl.Series:
+    """A text column of one value: one string gathered n times instead of a Python list of n."""
+    return pl.Series([text], dtype=pl.String).gather(np.zeros(n, np.int64))
+
+
 def _verdicts(fails: np.ndarray, pending: np.ndarray, mandatory: np.ndarray) -> np.ndarray:
     """Case verdicts (positions in ``VERDICT_NAMES``) from (cases × rules) fail and pending matrices, as
     ``verdicts.case_verdict`` rolls them up."""
@@ -317,8 +322,7 @@ class ChunkChecker:
         )
         checked, records = validate_frame(chunk, self.fields)
         for kind in checked:
-            places = [(chunk.file, line) for line in kind.lines.tolist()]
-            self._check_batch(kind.batch, places, outcome, aggregates)
+            self._check_batch(kind.batch, chunk.file, kind.lines, outcome, aggregates)
         # What the column checks did not accept: pydantic decides, and words the errors.
         by_kind: dict[str, list[tuple[Located, Case]]] = {}
         for located in records:
@@ -335,15 +339,16 @@ class ChunkChecker:
             by_kind.setdefault(case.kind, []).append((located, case))
         for kind_name, items in by_kind.items():
             batch = Batch.from_cases(kind_name, [case for _, case in items], self.fields[kind_name])
-            places = [(located.file, located.line) for located, _ in items]
-            self._check_batch(batch, places, outcome, aggregates)
+            lines = np.array([located.line for located, _ in items], np.int64)
+            self._check_batch(batch, chunk.file, lines, outcome, aggregates)
         outcome.aggregates = dict(aggregates.groups)
         return outcome
 
     def _check_batch(
         self,
         batch: Batch,
-        places: list[tuple[str, int]],
+        file: str,  # a chunk is part of one file
+        lines: np.ndarray,
         outcome: ChunkOutcome,
         aggregates: AggregateAccumulator,
     ) -> None:
@@ -360,9 +365,9 @@ class ChunkChecker:
         verdicts = pl.DataFrame(
             {
                 "case_id": case_id,
-                "kind": pl.Series([kind], dtype=pl.String).gather(np.zeros(batch.n, np.int64)),
-                "file": [file for file, _ in places],
-                "line": [line for _, line in places],
+                "kind": _repeated(kind, batch.n),
+                "file": _repeated(file, batch.n),
+                "line": lines,
                 "anchor_date": measured.anchor,
                 "district": district,
                 "department": batch.columns["department"].tolist(),

@@ -123,11 +123,13 @@ class CheckRows:
     caller: str | None
     checked_at: datetime
 
-    def rows(self, checked_at: Any) -> Iterator[tuple[Any, ...]]:
-        """INSERT rows in column order, as ``CheckRecord.row`` gives them; built by ``zip`` in C."""
+    def rows(self) -> Iterator[tuple[Any, ...]]:
+        """PostgreSQL's INSERT rows (the time as a ``datetime``) in column order, as ``CheckRecord.row``
+        gives them; built by ``zip`` in C."""
         n = len(self.case_id)
         shared = [
-            repeat(value, n) for value in (self.as_of, self.ruleset, self.calendar, self.caller, checked_at)
+            repeat(value, n)
+            for value in (self.as_of, self.ruleset, self.calendar, self.caller, self.checked_at)
         ]
         return zip(self.case_id, self.case_sha256, self.verdict, self.statuses, *shared, strict=True)
 
@@ -350,7 +352,7 @@ class PostgresStore(Store):
 
     def record_rows(self, rows: CheckRows) -> None:
         if rows.case_id:
-            self._insert(list(rows.rows(rows.checked_at)))
+            self._insert(list(rows.rows()))
 
     def _insert(self, rows: Iterable[tuple[Any, ...]]) -> None:
         with self._lock, self._db.transaction(), self._db.cursor() as cur:
