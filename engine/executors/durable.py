@@ -101,6 +101,12 @@ class DurableExecutor:
         # the keys of ``plan.fact_layout``): a measure's open flag that no outcome tests (a field measure
         # is never open) is not converted nor asserted.
         self._fact_keys: dict[str, dict[str, str]] = {}
+        # Per kind, per rule: outcome code → its position in the rule's outcomes, built once instead of
+        # on every call to ``positions`` (which, for a check of one case, cost more than the lookups).
+        self._positions: dict[str, list[dict[str, int]]] = {
+            kind: [{o.code: i for i, o in enumerate(rp.outcomes)} for rp in plan.rules]
+            for kind, plan in plans.items()
+        }
         instance = next(self._instances)
         for kind, plan in plans.items():
             if not plan.rules:
@@ -173,7 +179,7 @@ class DurableExecutor:
 
     def positions(self, plan: KindPlan, measured: Measured) -> np.ndarray:
         """The matched codes as positions in each rule's outcomes (codes are unique within a rule)."""
-        index = [{o.code: i for i, o in enumerate(rp.outcomes)} for rp in plan.rules]
+        index = self._positions[plan.kind]
         codes = self.match(plan, measured)
         rows = [[index[r][code] for r, code in enumerate(row)] for row in codes]
         return np.array(rows, np.int64).reshape(measured.batch.n, len(plan.rules))
