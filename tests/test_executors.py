@@ -86,8 +86,8 @@ def test_outcomes_are_exclusive_and_complete(durable: Engine) -> None:
 
 
 def test_fact_layout_of_some_keys_takes_those_of_every_key(durable: Engine) -> None:
-    """A backend that reads only some keys (the durable rulesets) gets exactly those sources, each the
-    same column as in ``fact_sources``, in the same order; exemption flags included."""
+    """A layout of some of the read keys gets exactly those sources, each the same column as in
+    ``fact_sources`` (the plan's layout, of every key read), in the same order; exemption flags included."""
     cases = [validate_case(obj) for obj in generate_cases(2000, seed=5)]
     exempt_seen = False
     for kind in KINDS:

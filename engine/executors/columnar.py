@@ -180,8 +180,8 @@ class ColumnarExecutor:
     def positions(self, plan: KindPlan, measured: Measured) -> np.ndarray:
         if not plan.rules:
             return np.zeros((measured.batch.n, 0), np.int64)
-        frame = self.outcome_frame(plan, measured)
-        return frame.select([str(rp.index) for rp in plan.rules]).to_numpy().astype(np.int64)
+        # ``outcome_frame``'s columns are the rules' chains in the plan's rule order already.
+        return self.outcome_frame(plan, measured).to_numpy().astype(np.int64)
 
     def match(self, plan: KindPlan, measured: Measured) -> list[list[str]]:
         if not plan.rules:

@@ -23,8 +23,7 @@ import durable_rules_engine
 import numpy as np
 import orjson
 
-from engine.executors.facts import FactLayout
-from engine.executors.plan import And, Cmp, Has, KindPlan, Lacks, Or, Predicate, Ref, keys_of
+from engine.executors.plan import And, Cmp, Has, KindPlan, Lacks, Or, Predicate, Ref
 from engine.measures import Measured
 
 _HANDLED = 0  # durable_rules_engine.assert_fact status: 1 = no rule matched, 2 = already observed
@@ -98,11 +97,16 @@ class DurableExecutor:
         self._handles: dict[str, int] = {}
         # Durable rule name → the (rule index, outcome code) pairs it decides.
         self._decides: dict[str, dict[str, tuple[tuple[int, str], ...]]] = {}
-        # Fact key → its durable name, for the keys some predicate of the kind reads: a measure's open
-        # flag that no outcome tests (a field measure is never open) is not converted nor asserted.
+        # Fact key → its durable name, for the keys some predicate of the kind reads (``plan.read_keys``,
+        # the keys of ``plan.fact_layout``): a measure's open flag that no outcome tests (a field measure
+        # is never open) is not converted nor asserted.
         self._fact_keys: dict[str, dict[str, str]] = {}
-        # Where those keys come from, so that a batch takes only the columns some outcome reads.
-        self._layouts: dict[str, FactLayout] = {}
+        # Per kind, per rule: outcome code → its position in the rule's outcomes, built once instead of
+        # on every call to ``positions`` (which, for a check of one case, cost more than the lookups).
+        self._positions: dict[str, list[dict[str, int]]] = {
+            kind: [{o.code: i for i, o in enumerate(rp.outcomes)} for rp in plan.rules]
+            for kind, plan in plans.items()
+        }
         instance = next(self._instances)
         for kind, plan in plans.items():
             if not plan.rules:
@@ -117,11 +121,7 @@ class DurableExecutor:
                 for outcome in rule_plan.outcomes:
                     key = (outcome.code, repr(outcome.predicate))
                     shared.setdefault(key, (outcome.predicate, []))[1].append(rule_plan.index)
-            read = (
-                key for rule_plan in plan.rules for o in rule_plan.outcomes for key in keys_of(o.predicate)
-            )
-            self._fact_keys[kind] = {key: _key(key) for key in read}
-            self._layouts[kind] = FactLayout.of(plan, self._fact_keys[kind])
+            self._fact_keys[kind] = {key: _key(key) for key in plan.read_keys}
             ruleset = {}
             self._decides[kind] = {}
             for (code, _), (predicate, indices) in shared.items():
@@ -144,7 +144,7 @@ class DurableExecutor:
         # column to convert them would cost more than the ``tolist`` for a batch of one.
         names = self._fact_keys[plan.kind]
         columns = []
-        for key, column in self._layouts[plan.kind].sources(measured):
+        for key, column in plan.fact_layout.sources(measured):
             if column is None:  # a flag no row carries
                 continue
             name = names[key]
@@ -179,7 +179,7 @@ class DurableExecutor:
 
     def positions(self, plan: KindPlan, measured: Measured) -> np.ndarray:
         """The matched codes as positions in each rule's outcomes (codes are unique within a rule)."""
-        index = [{o.code: i for i, o in enumerate(rp.outcomes)} for rp in plan.rules]
+        index = self._positions[plan.kind]
         codes = self.match(plan, measured)
         rows = [[index[r][code] for r, code in enumerate(row)] for row in codes]
         return np.array(rows, np.int64).reshape(measured.batch.n, len(plan.rules))

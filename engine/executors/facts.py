@@ -15,8 +15,9 @@ from engine.measures import Measured
 class FactLayout:
     """Where each fact key comes from, worked out once per kind (and set of keys read), not per batch.
 
-    A backend that reads only some keys (the durable rulesets test no open flag of a field measure)
-    takes a layout of those keys, so a batch of one does not look up and then drop the others.
+    A layout holds only the keys asked for (``KindPlan.fact_layout``: those some predicate reads; no
+    outcome tests the open flag of a field measure), so a batch does not look up, convert and then
+    ignore the others.
     """
 
     anchor: bool  # ``anchor`` is read
@@ -26,11 +27,11 @@ class FactLayout:
     rules: tuple[tuple[int, str, str | None, str | None, str | None, str | None], ...]
 
     @classmethod
-    def of(cls, plan: KindPlan, keys: Collection[str] | None = None) -> FactLayout:
-        """The layout of ``keys`` (every key the plan's predicates read when None)."""
+    def of(cls, plan: KindPlan, keys: Collection[str]) -> FactLayout:
+        """The layout of those of ``keys`` that are the plan's: its anchor, case fields or measure keys."""
 
         def read(key: str) -> str | None:
-            return key if keys is None or key in keys else None
+            return key if key in keys else None
 
         rules = []
         for rule_plan, measure_keys in zip(plan.rules, plan.measure_keys, strict=True):

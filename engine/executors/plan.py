@@ -230,15 +230,22 @@ class KindPlan:
     rules: tuple[RulePlan, ...]
 
     @functools.cached_property
+    def read_keys(self) -> tuple[str, ...]:
+        """The fact keys some outcome predicate reads, each once, in the order first read.
+
+        Only these need a column: a rule's four measure keys are not all read (no outcome tests the
+        open flag of a field measure, nor the allowance of a fixed limit).
+        """
+        return tuple(
+            dict.fromkeys(
+                key for rule_plan in self.rules for o in rule_plan.outcomes for key in keys_of(o.predicate)
+            )
+        )
+
+    @functools.cached_property
     def case_fields(self) -> list[str]:
         """The case fields the predicates read (everything that is not a measure key)."""
-        found: dict[str, None] = {}
-        for rule_plan in self.rules:
-            for outcome in rule_plan.outcomes:
-                for key in keys_of(outcome.predicate):
-                    if key != "anchor" and not _is_measure_key(key):
-                        found[key] = None
-        return list(found)
+        return [key for key in self.read_keys if key != "anchor" and not _is_measure_key(key)]
 
     @functools.cached_property
     def measure_keys(self) -> tuple[tuple[str, str, str, str], ...]:
@@ -247,10 +254,11 @@ class KindPlan:
 
     @functools.cached_property
     def fact_layout(self) -> FactLayout:
-        """Where every fact key comes from (``facts.fact_sources``), worked out once per plan."""
+        """Where each key the predicates read comes from (``facts.fact_sources``), worked out once per
+        plan: both executors take it, so no backend converts a column that no outcome reads."""
         from engine.executors.facts import FactLayout  # facts reads plans: imported on first use
 
-        return FactLayout.of(self)
+        return FactLayout.of(self, frozenset(self.read_keys))
 
 
 def _is_measure_key(key: str) -> bool:
