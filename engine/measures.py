@@ -12,7 +12,7 @@ import functools
 import itertools
 import operator
 import typing
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
@@ -40,10 +40,12 @@ from engine.rules import (
 )
 
 NAT = np.datetime64("NaT", "D")
-_NAT_DAY = int(NAT.view(np.int64))
+# An absent date in a block of day numbers (the int64 behind ``datetime64[D]``): both batch builders, this
+# module's from case models and ``engine.ingest``'s from columns, write it.
+NAT_DAY = int(NAT.view(np.int64))
 # The same as a 0-d array: comparing with a Python int resolves its type on every call, which costs as much
 # as the comparison itself on a batch of one.
-_NAT_ARRAY = np.array(_NAT_DAY)
+_NAT_ARRAY = np.array(NAT_DAY)
 _NONE = np.array(None, object)
 _NONES = itertools.repeat(None)  # the allowance of every working-day measure (``_Measurer.working_days``)
 # Viewing as a dtype object skips parsing the dtype's name, which costs as much as the view itself.
@@ -62,6 +64,32 @@ class Pauses:
     code: np.ndarray | None = None  # int64
     # int64 (2, pauses): the day numbers behind ``start`` and ``end``, one block for the measures to read.
     days: np.ndarray | None = None
+
+    @classmethod
+    def of_table(cls, table: np.ndarray) -> Pauses:
+        """The pauses of an int64 (4, pauses) table whose rows are the columns: case row, reason code,
+        start and end day numbers (``NAT_DAY`` while running).
+
+        Both batch builders (``Batch.from_cases`` from models, ``engine.ingest`` from columns) lay their
+        pauses out so, and build them here: the reasons come from the codes and the dates are views of
+        the day numbers, the same arrays whatever the source.
+        """
+        bounds = table[2:].view(_DAY)
+        # The reasons' one string each, by code: no list to build.
+        return cls(table[0], _PAUSE_REASON_ARRAY.take(table[1]), bounds[0], bounds[1], table[1], table[2:])
+
+
+def exemption_columns(n: int, exemptions: Iterable[tuple[int, str, str]]) -> dict[str, np.ndarray]:
+    """``Batch.exemptions`` of a batch of ``n`` rows from its exemptions as (row, rule, reason): rule id
+    → the reason per row (None where the row is not exempted from it).
+
+    Shared by both batch builders (``Batch.from_cases``, ``engine.ingest``), so a rule's column exists
+    exactly when one of the batch's cases is exempted from it, whatever the source.
+    """
+    columns: dict[str, np.ndarray] = {}
+    for row, rule, reason in exemptions:
+        columns.setdefault(rule, np.full(n, None, object))[row] = reason
+    return columns
 
 
 @dataclass
@@ -91,7 +119,7 @@ class Batch:
         return len(self.case_id)
 
     def day_block(self, names: tuple[str, ...]) -> np.ndarray:
-        """The named date columns as one int64 (len(names), n) array of day numbers (NaT: _NAT_DAY)."""
+        """The named date columns as one int64 (len(names), n) array of day numbers (NaT: NAT_DAY)."""
         if self.days is not None:
             rows = self.day_row.pick(names) if isinstance(self.day_row, _DayRows) else None
             if rows is not None:
@@ -119,7 +147,7 @@ class Batch:
             # ``toordinal`` is that of its own (local) date, so timestamps need no ``.date()`` first.
             days = np.array(
                 [
-                    _NAT_DAY if (day := get(case)) is None else day.toordinal() - _EPOCH_ORDINAL
+                    NAT_DAY if (day := get(case)) is None else day.toordinal() - EPOCH_ORDINAL
                     for get in layout.date_getters
                     for case in cases
                 ],
@@ -152,30 +180,26 @@ class Batch:
             for i, path in enumerate(layout.others):
                 columns[path] = others[i]
         rows, codes, starts, ends = [], [], [], []
-        exemptions: dict[str, np.ndarray] = {}
         for i, case in enumerate(cases):
             for pause in case.pauses:
                 rows.append(i)
                 codes.append(_PAUSE_CODE[pause.reason])
                 # Day numbers as for the date columns (a pause always has a start).
-                starts.append(pause.start.toordinal() - _EPOCH_ORDINAL)
-                ends.append(_NAT_DAY if (end := pause.end) is None else end.toordinal() - _EPOCH_ORDINAL)
-            for exemption in case.exemptions:
-                exemptions.setdefault(exemption.rule, np.full(n, None, object))[i] = exemption.reason
+                starts.append(pause.start.toordinal() - EPOCH_ORDINAL)
+                ends.append(NAT_DAY if (end := pause.end) is None else end.toordinal() - EPOCH_ORDINAL)
+        exemptions = exemption_columns(
+            n,
+            (
+                (i, exemption.rule, exemption.reason)
+                for i, case in enumerate(cases)
+                for exemption in case.exemptions
+            ),
+        )
         # Rows, reason codes and bounds are all int64: one array, whose rows are the table's columns (from
         # one flat list: nested lists make NumPy discover the shape first).
         table = np.array(rows + codes + starts + ends, np.int64).reshape(4, len(rows))
-        bounds = table[2:].view(_DAY)
-        pauses = Pauses(
-            table[0],
-            _PAUSE_REASON_ARRAY.take(table[1]),  # the reasons' one string each, by code: no list to build
-            bounds[0],
-            bounds[1],
-            table[1],
-            table[2:],
-        )
         case_id = np.fromiter([case.case_id for case in cases], object, n)
-        return cls(kind, case_id, columns, fen, pauses, exemptions, days, layout.day_row)
+        return cls(kind, case_id, columns, fen, Pauses.of_table(table), exemptions, days, layout.day_row)
 
 
 _UNKNOWN = object()  # a key not looked up yet, where None is a cached answer
@@ -252,7 +276,7 @@ def date_rows(kind: str, fields: tuple[str, ...]) -> dict[str, int]:
     return _layout(kind, fields).day_row
 
 
-_EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
+EPOCH_ORDINAL = date(1970, 1, 1).toordinal()  # a date's ordinal minus this is its day number
 _NAN_FLOAT = float("nan")
 PAUSE_REASONS: tuple[str, ...] = typing.get_args(PauseReason)
 _PAUSE_CODE = {reason: code for code, reason in enumerate(PAUSE_REASONS)}
@@ -510,7 +534,7 @@ def _calendar_constants(calendar: WorkdayIndex) -> _CalendarConstants:
     first = np.datetime64(calendar.first, "D")
     first_day = int(first.astype(np.int64))
     cum64 = calendar.cum.astype(np.int64)
-    day_of = np.append(np.arange(len(cum64), dtype=np.int64) + first_day, _NAT_DAY)
+    day_of = np.append(np.arange(len(cum64), dtype=np.int64) + first_day, NAT_DAY)
     cum_nan = np.append(cum64.astype(np.float64), np.nan)
     for array in (cum64, day_of, cum_nan):
         array.flags.writeable = False
