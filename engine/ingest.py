@@ -44,7 +44,6 @@ from engine.measures import (
     Pauses,
     date_rows,
     exemption_columns,
-    field_type,
 )
 
 __all__ = [
@@ -691,21 +690,18 @@ def _batch(
     fen: dict[str, np.ndarray] = {}
     day_row = date_rows(kind, tuple(fields))
     days = np.full((len(day_row), n), NAT_DAY, np.int64)
+    # Classified by the spec's form alone: ``field_type`` (how ``Batch.from_cases`` and ``date_rows`` lay
+    # out the same fields) reads it coarser (timestamp: date; number, integer: number; money; the rest:
+    # other), and reads a field the kind does not have as "other".
     for path in fields:
         spec = specs.get(path)
-        form = field_type(kind, path)
         if spec is None:  # a field this kind does not have reads as absent, as on a model
-            if form in ("number", "money"):
-                columns[path] = np.full(n, np.nan)
-                fen.update({path: np.zeros(n, np.int64)} if form == "money" else {})
-            elif form != "date":
-                columns[path] = np.full(n, None, object)
-            continue
-        if form == "date":
+            columns[path] = np.full(n, None, object)
+        elif spec.form == "timestamp":
             days[day_row[path]] = rows.get_column(f"{path}#day").fill_null(NAT_DAY).to_numpy()
-        elif form in ("number", "money"):
+        elif spec.form in ("number", "integer", "money"):
             columns[path] = rows.get_column(f"{path}#v").fill_null(np.nan).to_numpy()
-            if form == "money":
+            if spec.form == "money":
                 fen[path] = rows.get_column(f"{path}#fen").fill_null(0).to_numpy()
         elif spec.form == "boolean":
             value = rows.get_column(f"{path}#v")
