@@ -478,18 +478,6 @@ def _absent(column: np.ndarray) -> np.ndarray:
     return np.equal(column, None)
 
 
-def _named_where(mask: np.ndarray, name: str) -> np.ndarray:
-    """The input's name where it is missing, None elsewhere.
-
-    ``np.empty`` of object dtype is already all None, and most masks are all False, so the fill is
-    skipped then: a batch of one pays for neither ``np.full`` nor an empty fancy assignment.
-    """
-    missing = np.empty(mask.shape, object)
-    if np.count_nonzero(mask):
-        missing[mask] = name
-    return missing
-
-
 @dataclass
 class _Window:
     """A calendar-day window (start, end], shared by the rules that measure it.
@@ -581,6 +569,20 @@ class _Measurer:
         # writes into a measure's arrays), so a batch builds one instead of one per rule.
         self.nones = np.empty(batch.n, object)
 
+    def named_where(self, mask: np.ndarray, name: str) -> np.ndarray:
+        """The input's name (or a note) where ``mask`` holds, None elsewhere.
+
+        Most masks are all False: then the answer is the shared ``nones``, so a batch of one pays for
+        neither a new array nor an empty fancy assignment. A mask of any other shape than (rows,) must
+        hold somewhere (``working_days`` tests its (rules, rows) masks first). ``np.empty`` of object
+        dtype is already all None.
+        """
+        if not np.count_nonzero(mask):
+            return self.nones
+        named = np.empty(mask.shape, object)
+        named[mask] = name
+        return named
+
     def check_positions(self, positions: np.ndarray) -> None:
         """Raise if a calendar position (of a 1-d array) lies outside the calendar, with the calendar's
         own error.
@@ -617,11 +619,7 @@ class _Measurer:
                 column = column.copy()
                 np.putmask(column, absent, measure.default)
             return RuleMeasure(column, self.nones, self.no_rows)
-        missing = self.nones
-        if np.count_nonzero(absent):
-            missing = np.empty(len(column), object)
-            missing[absent] = measure.field
-        return RuleMeasure(column, missing, self.no_rows)
+        return RuleMeasure(column, self.named_where(absent, measure.field), self.no_rows)
 
     def ratio(self, measure: RatioMeasure) -> RuleMeasure:
         # Integer fen on both sides: a ratio that is exactly 5% as a fraction becomes exactly float(0.05).
@@ -631,7 +629,9 @@ class _Measurer:
         denominator = self.batch.fen[measure.denominator].astype(np.float64)
         with np.errstate(divide="ignore", invalid="ignore"):
             value = np.where(absent | (denominator == 0), np.nan, numerator / denominator)
-        missing = _named_where(absent, measure.denominator)
+        missing = self.named_where(absent, measure.denominator)
+        # Never a write into the shared ``nones``: that is only returned when ``absent``, a superset of
+        # ``numerator_absent``, is all False, and then this mask is too.
         missing[numerator_absent] = measure.numerator
         return RuleMeasure(value, missing, self.no_rows)
 
@@ -653,7 +653,7 @@ class _Measurer:
             both_valid = np.concatenate((valid, valid))
             days = np.where(both_valid, np.concatenate((start, end)), self.first)
             self.check_positions(days.view(np.int64) - self.first_day)
-            self.windows[key] = _Window(start, end, is_open, valid, _named_where(~valid, starts[0]))
+            self.windows[key] = _Window(start, end, is_open, valid, self.named_where(~valid, starts[0]))
         return self.windows[key]
 
     def working_days(self, group: _WorkingDayGroup) -> list[RuleMeasure]:
@@ -774,7 +774,7 @@ class _Measurer:
         return np.bincount(groups.ravel(), weights=weight.ravel(), minlength=2 * k * n).reshape(2, k, n)
 
     def beyond_note(self, beyond: np.ndarray) -> np.ndarray:
-        return _named_where(beyond, _beyond_text(self.calendar))
+        return self.named_where(beyond, _beyond_text(self.calendar))
 
     def calendar_days(self, measure: CalendarDaysMeasure | MonthsMeasure, limit: int) -> RuleMeasure:
         starts = tuple(measure.start) if isinstance(measure.start, list) else (measure.start,)
