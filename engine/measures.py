@@ -391,7 +391,7 @@ def measure_batch(pack: RulePack, batch: Batch, calendar: WorkdayIndex, as_of: d
     """Measure every rule of the batch's kind for every row."""
     plan = _measure_plan(pack, batch.kind)
     measurer = _Measurer(batch, calendar, as_of)
-    distinct: list[RuleMeasure | None] = [None] * len(plan.distinct)
+    distinct: list[RuleMeasure | None] = [None] * plan.slots
     if plan.working is not None:
         for slot, measure in zip(plan.working.slots, measurer.working_days(plan.working), strict=True):
             distinct[slot] = measure
@@ -421,7 +421,7 @@ class _WorkingDayGroup:
     excludes: np.ndarray
 
     @classmethod
-    def of(cls, rules: Sequence[Rule], slots: Sequence[int] | None = None) -> _WorkingDayGroup:
+    def of(cls, rules: Sequence[Rule], slots: Sequence[int]) -> _WorkingDayGroup:
         measures = [rule.measure for rule in rules]
         assert all(isinstance(m, WorkingDaysMeasure) for m in measures)
         excludes = np.array(
@@ -430,7 +430,7 @@ class _WorkingDayGroup:
         ).reshape(-1, len(PAUSE_REASONS))
         rule_index = np.arange(len(rules)).reshape(-1, 1)
         return cls(
-            tuple(slots if slots is not None else range(len(rules))),
+            tuple(slots),
             (*(m.start for m in measures), *(m.end for m in measures)),  # type: ignore[union-attr]
             np.array([[int(rule.require.limit)] for rule in rules], np.float64).reshape(-1, 1),
             np.array([m.start for m in measures], object).reshape(-1, 1),  # type: ignore[union-attr]
@@ -447,7 +447,7 @@ class _MeasurePlan:
     """
 
     anchor: str
-    distinct: tuple[Rule, ...]  # the first rule of each slot
+    slots: int  # how many distinct measures the kind's rules have
     slot_of_rule: tuple[int, ...]
     working: _WorkingDayGroup | None
     # The slots measured one by one (every measure but working days), so a batch need not look for them.
@@ -467,7 +467,7 @@ def _measure_plan(pack: RulePack, kind: str) -> _MeasurePlan:
     working = [slot for slot, rule in enumerate(distinct) if isinstance(rule.measure, WorkingDaysMeasure)]
     group = _WorkingDayGroup.of([distinct[slot] for slot in working], working) if working else None
     others = tuple((slot, rule) for slot, rule in enumerate(distinct) if slot not in working)
-    return _MeasurePlan(pack.anchor(kind), tuple(distinct), tuple(slot_of_rule), group, others)
+    return _MeasurePlan(pack.anchor(kind), len(distinct), tuple(slot_of_rule), group, others)
 
 
 def _absent(column: np.ndarray) -> np.ndarray:
@@ -501,17 +501,15 @@ class _CalendarConstants:
     # ``first_day`` as a 0-d array: arithmetic with a Python int resolves the scalar's type on every call,
     # which costs as much as the operation itself on a batch of one.
     first_day_array: np.ndarray
-    # ``cum`` widened to int64: it is int32, and searching it for int64 targets would copy all of it to
-    # int64 on every call, which costs more than the search itself for a batch of one.
-    cum: np.ndarray
     # The day number of each calendar position, then NaT for position ``len(cum)`` (past the last day):
     # a deadline is one ``take``, and a search that ran off the calendar lands on NaT by itself.
     day_of: np.ndarray
     end: np.ndarray  # 0-d: len(cum), the position past the last day
-    # ``cum`` as float64, then NaN at position -1: a window without a start is sent there, so that its
-    # count, its value and its deadline search come out NaN, NaN and off the calendar (NaT) by themselves,
-    # with no ``where`` per result. Float64 like the pause tallies (``bincount``'s sums): arithmetic that
-    # mixes dtypes costs twice that on one dtype, and the counts are small integers, exact in float64.
+    # The calendar's ``cum`` as float64, then NaN at position -1: a window without a start is sent there,
+    # so that its count, its value and its deadline search come out NaN, NaN and off the calendar (NaT) by
+    # themselves, with no ``where`` per result. Float64 like the pause tallies (``bincount``'s sums):
+    # arithmetic that mixes dtypes costs twice that on one dtype, and the counts are small integers, exact
+    # in float64.
     cum_nan: np.ndarray
     cum_float: np.ndarray  # ``cum_nan`` without the NaN: what deadlines are searched and pauses counted in
 
@@ -521,13 +519,13 @@ def _calendar_constants(calendar: WorkdayIndex) -> _CalendarConstants:
     """Per calendar, not per batch."""
     first = np.datetime64(calendar.first, "D")
     first_day = int(first.astype(np.int64))
-    cum64 = calendar.cum.astype(np.int64)
-    day_of = np.append(np.arange(len(cum64), dtype=np.int64) + first_day, NAT_DAY)
-    cum_nan = np.append(cum64.astype(np.float64), np.nan)
-    for array in (cum64, day_of, cum_nan):
+    cum = calendar.cum  # int32: exact in float64 too
+    day_of = np.append(np.arange(len(cum), dtype=np.int64) + first_day, NAT_DAY)
+    cum_nan = np.append(cum.astype(np.float64), np.nan)
+    for array in (day_of, cum_nan):
         array.flags.writeable = False
     return _CalendarConstants(
-        first, first_day, np.array(first_day), cum64, day_of, np.array(len(cum64)), cum_nan, cum_nan[:-1]
+        first, first_day, np.array(first_day), day_of, np.array(len(cum)), cum_nan, cum_nan[:-1]
     )
 
 
@@ -561,7 +559,7 @@ class _Measurer:
         self.batch = batch
         self.calendar = calendar
         self.constants = constants = _calendar_constants(calendar)
-        self.first, self.first_day, self.cum = constants.first, constants.first_day, constants.cum
+        self.first, self.first_day = constants.first, constants.first_day
         self.judged_as_of, self.judged_day = _judged_as_of(calendar, as_of)
         self.windows: dict[tuple[tuple[str, ...], str], _Window] = {}
         self.no_rows = np.zeros(batch.n, bool)
@@ -587,7 +585,7 @@ class _Measurer:
         """Raise if a calendar position (of a 1-d array) lies outside the calendar, with the calendar's
         own error.
 
-        The case models already guarantee real dates, so the common case needs one max() instead of
+        The case models already guarantee real dates, so the common case needs one argmax instead of
         ``positions``' full checks; when any position is out of range (or NaT), ``calendar.positions``
         runs on the dates, so the message and the offending year stay exactly those of the calendar.
         """
@@ -596,7 +594,8 @@ class _Measurer:
         # of the ``maximum`` reduction on a batch of one.
         if positions.size:
             unsigned = positions.view(np.uint64)  # 1-d (both callers'), so argmax's flat index indexes it
-            if unsigned[unsigned.argmax()] >= len(self.cum):
+            # The length as a Python int: comparing the scalar with the 0-d ``end`` costs three times as much.
+            if unsigned[unsigned.argmax()] >= self.constants.end.item():
                 self.calendar.positions((positions + self.first_day).view(_DAY))
 
     def measure(self, rule: Rule) -> RuleMeasure:
