@@ -180,6 +180,7 @@ class Batch:
             for i, path in enumerate(layout.others):
                 columns[path] = others[i]
         rows, codes, starts, ends = [], [], [], []
+        exempted: list[tuple[int, str, str]] = []
         for i, case in enumerate(cases):
             for pause in case.pauses:
                 rows.append(i)
@@ -187,19 +188,16 @@ class Batch:
                 # Day numbers as for the date columns (a pause always has a start).
                 starts.append(pause.start.toordinal() - EPOCH_ORDINAL)
                 ends.append(NAT_DAY if (end := pause.end) is None else end.toordinal() - EPOCH_ORDINAL)
-        exemptions = exemption_columns(
-            n,
-            (
-                (i, exemption.rule, exemption.reason)
-                for i, case in enumerate(cases)
-                for exemption in case.exemptions
-            ),
-        )
+            # Collected in this pass: a second pass over the cases (a generator) costs a batch of one
+            # about 0.5 µs more.
+            for exemption in case.exemptions:
+                exempted.append((i, exemption.rule, exemption.reason))
         # Rows, reason codes and bounds are all int64: one array, whose rows are the table's columns (from
         # one flat list: nested lists make NumPy discover the shape first).
         table = np.array(rows + codes + starts + ends, np.int64).reshape(4, len(rows))
         case_id = np.fromiter([case.case_id for case in cases], object, n)
-        return cls(kind, case_id, columns, fen, Pauses.of_table(table), exemptions, days, layout.day_row)
+        pauses = Pauses.of_table(table)
+        return cls(kind, case_id, columns, fen, pauses, exemption_columns(n, exempted), days, layout.day_row)
 
 
 _UNKNOWN = object()  # a key not looked up yet, where None is a cached answer
