@@ -36,7 +36,15 @@ from pydantic import AfterValidator, BaseModel
 from pydantic_core import PydanticUndefined
 
 from engine.cases import CASE_MODELS, Approval, Exemption, InternalWorks, Pause, calendar_bounds, leaf_types
-from engine.measures import PAUSE_REASONS, Batch, Pauses, date_rows, field_type
+from engine.measures import (
+    EPOCH_ORDINAL,
+    NAT_DAY,
+    PAUSE_REASONS,
+    Batch,
+    Pauses,
+    date_rows,
+    exemption_columns,
+)
 
 __all__ = [
     "Located",
@@ -414,7 +422,6 @@ _INTEGER = r"^[0-9]{1,15}(?:\.0+)?$"  # pydantic takes "2.0" (and 2.0) as 2
 # Whole fen with at most 15 significant digits, so the float, the Decimal and the text all agree.
 _MONEY = r"^[0-9]{1,13}(?:\.[0-9]{1,2})?$"
 _SHANGHAI_MINUTES = 8 * 60
-_NAT = np.iinfo(np.int64).min
 
 
 def _timestamp(name: str) -> list[pl.Expr]:
@@ -444,7 +451,7 @@ def _timestamp(name: str) -> list[pl.Expr]:
     clock_ok = hour.is_null() | ((hour < 24) & (minute < 60) & (second < 60))
     minutes = hour * 60 + minute - offset  # null for a date alone
     local_day = day + ((minutes + _SHANGHAI_MINUTES) // 1440).fill_null(0)
-    first, last = (d.toordinal() - date(1970, 1, 1).toordinal() for d in calendar_bounds())
+    first, last = (d.toordinal() - EPOCH_ORDINAL for d in calendar_bounds())
     ok = day.is_not_null() & zone_ok & clock_ok & local_day.is_between(first, last)
     return [
         ok.fill_null(False).alias(f"{name}#ok"),
@@ -682,22 +689,19 @@ def _batch(
     columns: dict[str, np.ndarray] = {}
     fen: dict[str, np.ndarray] = {}
     day_row = date_rows(kind, tuple(fields))
-    days = np.full((len(day_row), n), _NAT, np.int64)
+    days = np.full((len(day_row), n), NAT_DAY, np.int64)
+    # Classified by the spec's form alone: ``field_type`` (how ``Batch.from_cases`` and ``date_rows`` lay
+    # out the same fields) reads it coarser (timestamp: date; number, integer: number; money; the rest:
+    # other), and reads a field the kind does not have as "other".
     for path in fields:
         spec = specs.get(path)
-        form = field_type(kind, path)
         if spec is None:  # a field this kind does not have reads as absent, as on a model
-            if form in ("number", "money"):
-                columns[path] = np.full(n, np.nan)
-                fen.update({path: np.zeros(n, np.int64)} if form == "money" else {})
-            elif form != "date":
-                columns[path] = np.full(n, None, object)
-            continue
-        if form == "date":
-            days[day_row[path]] = rows.get_column(f"{path}#day").fill_null(_NAT).to_numpy()
-        elif form in ("number", "money"):
+            columns[path] = np.full(n, None, object)
+        elif spec.form == "timestamp":
+            days[day_row[path]] = rows.get_column(f"{path}#day").fill_null(NAT_DAY).to_numpy()
+        elif spec.form in ("number", "integer", "money"):
             columns[path] = rows.get_column(f"{path}#v").fill_null(np.nan).to_numpy()
-            if form == "money":
+            if spec.form == "money":
                 fen[path] = rows.get_column(f"{path}#fen").fill_null(0).to_numpy()
         elif spec.form == "boolean":
             value = rows.get_column(f"{path}#v")
@@ -722,23 +726,19 @@ def _batch(
         .to_numpy()
     )
     table[2] = mine.get_column("start#day").to_numpy()
-    table[3] = mine.get_column("end#day").fill_null(_NAT).to_numpy()
-    bounds = table[2:].view("datetime64[D]")
-    reasons = np.array(mine.get_column("reason").to_list(), object)
-    batch_exemptions: dict[str, np.ndarray] = {}
-    for row, rule, reason in (
+    table[3] = mine.get_column("end#day").fill_null(NAT_DAY).to_numpy()
+    exempted = (
         exemptions.filter(pl.col("_row").is_in(pl.Series(chunk_rows).implode()))
         .select("_row", "rule", "reason")
         .iter_rows()
-    ):
-        batch_exemptions.setdefault(rule, np.full(n, None, object))[position[row]] = reason
+    )
     return Batch(
         kind,
         np.array(rows.get_column("case_id").to_list(), object),
         {path: columns[path] for path in fields},
         fen,
-        Pauses(table[0], reasons, bounds[0], bounds[1], table[1], table[2:]),
-        batch_exemptions,
+        Pauses.of_table(table),
+        exemption_columns(n, ((position[row], rule, reason) for row, rule, reason in exempted)),
         days,
         day_row,
     )

@@ -12,7 +12,7 @@ import functools
 import itertools
 import operator
 import typing
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
@@ -40,10 +40,12 @@ from engine.rules import (
 )
 
 NAT = np.datetime64("NaT", "D")
-_NAT_DAY = int(NAT.view(np.int64))
+# An absent date in a block of day numbers (the int64 behind ``datetime64[D]``): both batch builders, this
+# module's from case models and ``engine.ingest``'s from columns, write it.
+NAT_DAY = int(NAT.view(np.int64))
 # The same as a 0-d array: comparing with a Python int resolves its type on every call, which costs as much
 # as the comparison itself on a batch of one.
-_NAT_ARRAY = np.array(_NAT_DAY)
+_NAT_ARRAY = np.array(NAT_DAY)
 _NONE = np.array(None, object)
 _NONES = itertools.repeat(None)  # the allowance of every working-day measure (``_Measurer.working_days``)
 # Viewing as a dtype object skips parsing the dtype's name, which costs as much as the view itself.
@@ -62,6 +64,32 @@ class Pauses:
     code: np.ndarray | None = None  # int64
     # int64 (2, pauses): the day numbers behind ``start`` and ``end``, one block for the measures to read.
     days: np.ndarray | None = None
+
+    @classmethod
+    def of_table(cls, table: np.ndarray) -> Pauses:
+        """The pauses of an int64 (4, pauses) table whose rows are the columns: case row, reason code,
+        start and end day numbers (``NAT_DAY`` while running).
+
+        Both batch builders (``Batch.from_cases`` from models, ``engine.ingest`` from columns) lay their
+        pauses out so, and build them here: the reasons come from the codes and the dates are views of
+        the day numbers, the same arrays whatever the source.
+        """
+        bounds = table[2:].view(_DAY)
+        # The reasons' one string each, by code: no list to build.
+        return cls(table[0], _PAUSE_REASON_ARRAY.take(table[1]), bounds[0], bounds[1], table[1], table[2:])
+
+
+def exemption_columns(n: int, exemptions: Iterable[tuple[int, str, str]]) -> dict[str, np.ndarray]:
+    """``Batch.exemptions`` of a batch of ``n`` rows from its exemptions as (row, rule, reason): rule id
+    → the reason per row (None where the row is not exempted from it).
+
+    Shared by both batch builders (``Batch.from_cases``, ``engine.ingest``), so a rule's column exists
+    exactly when one of the batch's cases is exempted from it, whatever the source.
+    """
+    columns: dict[str, np.ndarray] = {}
+    for row, rule, reason in exemptions:
+        columns.setdefault(rule, np.full(n, None, object))[row] = reason
+    return columns
 
 
 @dataclass
@@ -91,7 +119,7 @@ class Batch:
         return len(self.case_id)
 
     def day_block(self, names: tuple[str, ...]) -> np.ndarray:
-        """The named date columns as one int64 (len(names), n) array of day numbers (NaT: _NAT_DAY)."""
+        """The named date columns as one int64 (len(names), n) array of day numbers (NaT: NAT_DAY)."""
         if self.days is not None:
             rows = self.day_row.pick(names) if isinstance(self.day_row, _DayRows) else None
             if rows is not None:
@@ -119,7 +147,7 @@ class Batch:
             # ``toordinal`` is that of its own (local) date, so timestamps need no ``.date()`` first.
             days = np.array(
                 [
-                    _NAT_DAY if (day := get(case)) is None else day.toordinal() - _EPOCH_ORDINAL
+                    NAT_DAY if (day := get(case)) is None else day.toordinal() - EPOCH_ORDINAL
                     for get in layout.date_getters
                     for case in cases
                 ],
@@ -152,30 +180,24 @@ class Batch:
             for i, path in enumerate(layout.others):
                 columns[path] = others[i]
         rows, codes, starts, ends = [], [], [], []
-        exemptions: dict[str, np.ndarray] = {}
+        exempted: list[tuple[int, str, str]] = []
         for i, case in enumerate(cases):
             for pause in case.pauses:
                 rows.append(i)
                 codes.append(_PAUSE_CODE[pause.reason])
                 # Day numbers as for the date columns (a pause always has a start).
-                starts.append(pause.start.toordinal() - _EPOCH_ORDINAL)
-                ends.append(_NAT_DAY if (end := pause.end) is None else end.toordinal() - _EPOCH_ORDINAL)
+                starts.append(pause.start.toordinal() - EPOCH_ORDINAL)
+                ends.append(NAT_DAY if (end := pause.end) is None else end.toordinal() - EPOCH_ORDINAL)
+            # Collected in this pass: a second pass over the cases (a generator) costs a batch of one
+            # about 0.5 µs more.
             for exemption in case.exemptions:
-                exemptions.setdefault(exemption.rule, np.full(n, None, object))[i] = exemption.reason
+                exempted.append((i, exemption.rule, exemption.reason))
         # Rows, reason codes and bounds are all int64: one array, whose rows are the table's columns (from
         # one flat list: nested lists make NumPy discover the shape first).
         table = np.array(rows + codes + starts + ends, np.int64).reshape(4, len(rows))
-        bounds = table[2:].view(_DAY)
-        pauses = Pauses(
-            table[0],
-            _PAUSE_REASON_ARRAY.take(table[1]),  # the reasons' one string each, by code: no list to build
-            bounds[0],
-            bounds[1],
-            table[1],
-            table[2:],
-        )
         case_id = np.fromiter([case.case_id for case in cases], object, n)
-        return cls(kind, case_id, columns, fen, pauses, exemptions, days, layout.day_row)
+        pauses = Pauses.of_table(table)
+        return cls(kind, case_id, columns, fen, pauses, exemption_columns(n, exempted), days, layout.day_row)
 
 
 _UNKNOWN = object()  # a key not looked up yet, where None is a cached answer
@@ -252,7 +274,7 @@ def date_rows(kind: str, fields: tuple[str, ...]) -> dict[str, int]:
     return _layout(kind, fields).day_row
 
 
-_EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
+EPOCH_ORDINAL = date(1970, 1, 1).toordinal()  # a date's ordinal minus this is its day number
 _NAN_FLOAT = float("nan")
 PAUSE_REASONS: tuple[str, ...] = typing.get_args(PauseReason)
 _PAUSE_CODE = {reason: code for code, reason in enumerate(PAUSE_REASONS)}
@@ -367,7 +389,7 @@ def measure_batch(pack: RulePack, batch: Batch, calendar: WorkdayIndex, as_of: d
     """Measure every rule of the batch's kind for every row."""
     plan = _measure_plan(pack, batch.kind)
     measurer = _Measurer(batch, calendar, as_of)
-    distinct: list[RuleMeasure | None] = [None] * len(plan.distinct)
+    distinct: list[RuleMeasure | None] = [None] * plan.slots
     if plan.working is not None:
         for slot, measure in zip(plan.working.slots, measurer.working_days(plan.working), strict=True):
             distinct[slot] = measure
@@ -397,7 +419,7 @@ class _WorkingDayGroup:
     excludes: np.ndarray
 
     @classmethod
-    def of(cls, rules: Sequence[Rule], slots: Sequence[int] | None = None) -> _WorkingDayGroup:
+    def of(cls, rules: Sequence[Rule], slots: Sequence[int]) -> _WorkingDayGroup:
         measures = [rule.measure for rule in rules]
         assert all(isinstance(m, WorkingDaysMeasure) for m in measures)
         excludes = np.array(
@@ -406,7 +428,7 @@ class _WorkingDayGroup:
         ).reshape(-1, len(PAUSE_REASONS))
         rule_index = np.arange(len(rules)).reshape(-1, 1)
         return cls(
-            tuple(slots if slots is not None else range(len(rules))),
+            tuple(slots),
             (*(m.start for m in measures), *(m.end for m in measures)),  # type: ignore[union-attr]
             np.array([[int(rule.require.limit)] for rule in rules], np.float64).reshape(-1, 1),
             np.array([m.start for m in measures], object).reshape(-1, 1),  # type: ignore[union-attr]
@@ -423,7 +445,7 @@ class _MeasurePlan:
     """
 
     anchor: str
-    distinct: tuple[Rule, ...]  # the first rule of each slot
+    slots: int  # how many distinct measures the kind's rules have
     slot_of_rule: tuple[int, ...]
     working: _WorkingDayGroup | None
     # The slots measured one by one (every measure but working days), so a batch need not look for them.
@@ -443,7 +465,7 @@ def _measure_plan(pack: RulePack, kind: str) -> _MeasurePlan:
     working = [slot for slot, rule in enumerate(distinct) if isinstance(rule.measure, WorkingDaysMeasure)]
     group = _WorkingDayGroup.of([distinct[slot] for slot in working], working) if working else None
     others = tuple((slot, rule) for slot, rule in enumerate(distinct) if slot not in working)
-    return _MeasurePlan(pack.anchor(kind), tuple(distinct), tuple(slot_of_rule), group, others)
+    return _MeasurePlan(pack.anchor(kind), len(distinct), tuple(slot_of_rule), group, others)
 
 
 def _absent(column: np.ndarray) -> np.ndarray:
@@ -452,18 +474,6 @@ def _absent(column: np.ndarray) -> np.ndarray:
     if column.dtype.kind == "f":
         return np.isnan(column)
     return np.equal(column, None)
-
-
-def _named_where(mask: np.ndarray, name: str) -> np.ndarray:
-    """The input's name where it is missing, None elsewhere.
-
-    ``np.empty`` of object dtype is already all None, and most masks are all False, so the fill is
-    skipped then: a batch of one pays for neither ``np.full`` nor an empty fancy assignment.
-    """
-    missing = np.empty(mask.shape, object)
-    if np.count_nonzero(mask):
-        missing[mask] = name
-    return missing
 
 
 @dataclass
@@ -489,17 +499,15 @@ class _CalendarConstants:
     # ``first_day`` as a 0-d array: arithmetic with a Python int resolves the scalar's type on every call,
     # which costs as much as the operation itself on a batch of one.
     first_day_array: np.ndarray
-    # ``cum`` widened to int64: it is int32, and searching it for int64 targets would copy all of it to
-    # int64 on every call, which costs more than the search itself for a batch of one.
-    cum: np.ndarray
     # The day number of each calendar position, then NaT for position ``len(cum)`` (past the last day):
     # a deadline is one ``take``, and a search that ran off the calendar lands on NaT by itself.
     day_of: np.ndarray
     end: np.ndarray  # 0-d: len(cum), the position past the last day
-    # ``cum`` as float64, then NaN at position -1: a window without a start is sent there, so that its
-    # count, its value and its deadline search come out NaN, NaN and off the calendar (NaT) by themselves,
-    # with no ``where`` per result. Float64 like the pause tallies (``bincount``'s sums): arithmetic that
-    # mixes dtypes costs twice that on one dtype, and the counts are small integers, exact in float64.
+    # The calendar's ``cum`` as float64, then NaN at position -1: a window without a start is sent there,
+    # so that its count, its value and its deadline search come out NaN, NaN and off the calendar (NaT) by
+    # themselves, with no ``where`` per result. Float64 like the pause tallies (``bincount``'s sums):
+    # arithmetic that mixes dtypes costs twice that on one dtype, and the counts are small integers, exact
+    # in float64.
     cum_nan: np.ndarray
     cum_float: np.ndarray  # ``cum_nan`` without the NaN: what deadlines are searched and pauses counted in
 
@@ -509,13 +517,13 @@ def _calendar_constants(calendar: WorkdayIndex) -> _CalendarConstants:
     """Per calendar, not per batch."""
     first = np.datetime64(calendar.first, "D")
     first_day = int(first.astype(np.int64))
-    cum64 = calendar.cum.astype(np.int64)
-    day_of = np.append(np.arange(len(cum64), dtype=np.int64) + first_day, _NAT_DAY)
-    cum_nan = np.append(cum64.astype(np.float64), np.nan)
-    for array in (cum64, day_of, cum_nan):
+    cum = calendar.cum  # int32: exact in float64 too
+    day_of = np.append(np.arange(len(cum), dtype=np.int64) + first_day, NAT_DAY)
+    cum_nan = np.append(cum.astype(np.float64), np.nan)
+    for array in (day_of, cum_nan):
         array.flags.writeable = False
     return _CalendarConstants(
-        first, first_day, np.array(first_day), cum64, day_of, np.array(len(cum64)), cum_nan, cum_nan[:-1]
+        first, first_day, np.array(first_day), day_of, np.array(len(cum)), cum_nan, cum_nan[:-1]
     )
 
 
@@ -549,7 +557,7 @@ class _Measurer:
         self.batch = batch
         self.calendar = calendar
         self.constants = constants = _calendar_constants(calendar)
-        self.first, self.first_day, self.cum = constants.first, constants.first_day, constants.cum
+        self.first, self.first_day = constants.first, constants.first_day
         self.judged_as_of, self.judged_day = _judged_as_of(calendar, as_of)
         self.windows: dict[tuple[tuple[str, ...], str], _Window] = {}
         self.no_rows = np.zeros(batch.n, bool)
@@ -557,11 +565,25 @@ class _Measurer:
         # writes into a measure's arrays), so a batch builds one instead of one per rule.
         self.nones = np.empty(batch.n, object)
 
+    def named_where(self, mask: np.ndarray, name: str) -> np.ndarray:
+        """The input's name (or a note) where ``mask`` holds, None elsewhere.
+
+        Most masks are all False: then the answer is the shared ``nones``, so a batch of one pays for
+        neither a new array nor an empty fancy assignment. A mask of any other shape than (rows,) must
+        hold somewhere (``working_days`` tests its (rules, rows) masks first). ``np.empty`` of object
+        dtype is already all None.
+        """
+        if not np.count_nonzero(mask):
+            return self.nones
+        named = np.empty(mask.shape, object)
+        named[mask] = name
+        return named
+
     def check_positions(self, positions: np.ndarray) -> None:
         """Raise if a calendar position (of a 1-d array) lies outside the calendar, with the calendar's
         own error.
 
-        The case models already guarantee real dates, so the common case needs one max() instead of
+        The case models already guarantee real dates, so the common case needs one argmax instead of
         ``positions``' full checks; when any position is out of range (or NaT), ``calendar.positions``
         runs on the dates, so the message and the offending year stay exactly those of the calendar.
         """
@@ -570,7 +592,8 @@ class _Measurer:
         # of the ``maximum`` reduction on a batch of one.
         if positions.size:
             unsigned = positions.view(np.uint64)  # 1-d (both callers'), so argmax's flat index indexes it
-            if unsigned[unsigned.argmax()] >= len(self.cum):
+            # The length as a Python int: comparing the scalar with the 0-d ``end`` costs three times as much.
+            if unsigned[unsigned.argmax()] >= self.constants.end.item():
                 self.calendar.positions((positions + self.first_day).view(_DAY))
 
     def measure(self, rule: Rule) -> RuleMeasure:
@@ -593,11 +616,7 @@ class _Measurer:
                 column = column.copy()
                 np.putmask(column, absent, measure.default)
             return RuleMeasure(column, self.nones, self.no_rows)
-        missing = self.nones
-        if np.count_nonzero(absent):
-            missing = np.empty(len(column), object)
-            missing[absent] = measure.field
-        return RuleMeasure(column, missing, self.no_rows)
+        return RuleMeasure(column, self.named_where(absent, measure.field), self.no_rows)
 
     def ratio(self, measure: RatioMeasure) -> RuleMeasure:
         # Integer fen on both sides: a ratio that is exactly 5% as a fraction becomes exactly float(0.05).
@@ -607,7 +626,9 @@ class _Measurer:
         denominator = self.batch.fen[measure.denominator].astype(np.float64)
         with np.errstate(divide="ignore", invalid="ignore"):
             value = np.where(absent | (denominator == 0), np.nan, numerator / denominator)
-        missing = _named_where(absent, measure.denominator)
+        missing = self.named_where(absent, measure.denominator)
+        # Never a write into the shared ``nones``: that is only returned when ``absent``, a superset of
+        # ``numerator_absent``, is all False, and then this mask is too.
         missing[numerator_absent] = measure.numerator
         return RuleMeasure(value, missing, self.no_rows)
 
@@ -629,7 +650,7 @@ class _Measurer:
             both_valid = np.concatenate((valid, valid))
             days = np.where(both_valid, np.concatenate((start, end)), self.first)
             self.check_positions(days.view(np.int64) - self.first_day)
-            self.windows[key] = _Window(start, end, is_open, valid, _named_where(~valid, starts[0]))
+            self.windows[key] = _Window(start, end, is_open, valid, self.named_where(~valid, starts[0]))
         return self.windows[key]
 
     def working_days(self, group: _WorkingDayGroup) -> list[RuleMeasure]:
@@ -750,7 +771,7 @@ class _Measurer:
         return np.bincount(groups.ravel(), weights=weight.ravel(), minlength=2 * k * n).reshape(2, k, n)
 
     def beyond_note(self, beyond: np.ndarray) -> np.ndarray:
-        return _named_where(beyond, _beyond_text(self.calendar))
+        return self.named_where(beyond, _beyond_text(self.calendar))
 
     def calendar_days(self, measure: CalendarDaysMeasure | MonthsMeasure, limit: int) -> RuleMeasure:
         starts = tuple(measure.start) if isinstance(measure.start, list) else (measure.start,)

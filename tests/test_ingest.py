@@ -35,7 +35,7 @@ from engine.ingest import (
     read_parquet_frames,
     validate_frame,
 )
-from engine.measures import Batch
+from engine.measures import Batch, field_type
 from engine.scan import ChunkChecker
 
 BASE = list(generate_cases(400, seed=11))
@@ -104,6 +104,32 @@ def test_generated_cases_take_the_fast_path(tmp_path: Path, fields: dict[str, li
     parquet = {line: record for line, record in originals.items()}
     fast, slow = check_chunks(list(read_parquet_frames(tmp_path / "in.parquet", 1000)), parquet, fields)
     assert (fast, slow) == (3000, 0)
+
+
+def test_a_field_the_kind_lacks_reads_as_absent_as_on_the_models(
+    tmp_path: Path, fields: dict[str, list[str]]
+) -> None:
+    """A field only other kinds have (a date, a number or money there) is asked of every kind: each
+    batch gets the all-None column ``Batch.from_cases`` reads from the models, whatever its type there."""
+    everywhere = {name for model in CASE_MODELS.values() for name in model.model_fields}
+    wider = {
+        kind: [*paths, *sorted(everywhere - CASE_MODELS[kind].model_fields.keys())]
+        for kind, paths in fields.items()
+    }
+    # The foreign fields' types in the kinds that have them: every type ``Batch`` lays out differently.
+    types = {
+        field_type(other, name)
+        for kind in fields
+        for name in wider[kind][len(fields[kind]) :]
+        for other, model in CASE_MODELS.items()
+        if name in model.model_fields
+    }
+    assert types == {"date", "money", "number", "other"}
+    records = list(generate_cases(600, seed=5))
+    write_cases(records, tmp_path / "in.ndjson")
+    originals = dict(enumerate(records, 1))
+    fast, slow = check_chunks(list(read_ndjson_frames(tmp_path / "in.ndjson", 1000)), originals, wider)
+    assert (fast, slow) == (600, 0)
 
 
 # Values a field may be damaged into: wrong types, lookalikes and boundaries of every form.
