@@ -20,7 +20,7 @@ from __future__ import annotations
 import functools
 import itertools
 import typing
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -35,7 +35,7 @@ import pyarrow.parquet as pq
 from pydantic import AfterValidator, BaseModel
 from pydantic_core import PydanticUndefined
 
-from engine.cases import CASE_MODELS, Approval, Exemption, InternalWorks, Pause, calendar_bounds, leaf_types
+from engine.cases import CASE_MODELS, Exemption, Pause, calendar_bounds, leaf_types
 from engine.measures import (
     EPOCH_ORDINAL,
     NAT_DAY,
@@ -149,6 +149,14 @@ def frame_schema() -> dict[str, pl.DataType]:
     return {name: _dtype(spec) for name, spec in _column_specs().items()}
 
 
+def _nested(specs: Iterable[FieldSpec]) -> Iterator[FieldSpec]:
+    """The specs and, depth first, those of the objects and lists of objects among them."""
+    for spec in specs:
+        yield spec
+        if spec.model is not None:
+            yield from _nested(field_specs(spec.model))
+
+
 @functools.cache
 def _key_patterns() -> tuple[str, str]:
     """Regexes for (any known key; a text field's key followed by a value that is not a string, or an
@@ -162,11 +170,11 @@ def _key_patterns() -> tuple[str, str]:
     """
     known: set[str] = set()
     text: set[str] = set()
-    for model in [*CASE_MODELS.values(), Pause, Exemption, Approval, InternalWorks]:
-        for spec in field_specs(model):
-            known.add(spec.name)
-            if spec.form == "text":
-                text.add(spec.name)
+    # The same fields, nested ones included, as the frame schema whose values ``_present_keys`` counts.
+    for spec in _nested(_column_specs().values()):
+        known.add(spec.name)
+        if spec.form == "text":
+            text.add(spec.name)
     space = "[ \t\r\n]*"
     return (
         rf'"(?:{"|".join(sorted(known))})"{space}:',

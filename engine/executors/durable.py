@@ -24,7 +24,7 @@ import numpy as np
 import orjson
 
 from engine.executors.plan import And, Cmp, Has, KindPlan, Lacks, Or, Predicate, Ref
-from engine.measures import Measured
+from engine.measures import NAT_DAY, Measured
 
 _HANDLED = 0  # durable_rules_engine.assert_fact status: 1 = no rule matched, 2 = already observed
 _SESSION = "0"  # each ruleset's one session (rulesets are per executor: their sessions are never shared)
@@ -37,8 +37,7 @@ def _key(key: str) -> str:
     return "f_" + key.replace(".", "__")
 
 
-# Dates travel as day numbers (the int64 behind ``datetime64[D]``), NaT being the smallest int64.
-_NAT_DAY = int(np.datetime64("NaT", "D").view(np.int64))
+# Dates travel as day numbers (the int64 behind ``datetime64[D]``), NaT (``NAT_DAY``) being the smallest.
 # The Python types a fact value may have as it is; NumPy scalars (from object columns) go through ``_plain``.
 _NATIVE = frozenset((int, str, bool))
 
@@ -150,7 +149,7 @@ class DurableExecutor:
             name = names[key]
             kind = column.dtype.kind
             if kind == "M":
-                columns.append((name, column.view(np.int64).tolist(), _NAT_DAY))
+                columns.append((name, column.view(np.int64).tolist(), NAT_DAY))
             else:
                 columns.append((name, column.tolist(), False if kind == "b" else None))
         outcomes = []
