@@ -21,6 +21,7 @@ from engine.measures import Batch, iter_leaves, measure_fields
 from engine.rules import AggregateRule, FieldMeasure, RulePack, WorkingDaysMeasure
 
 Period = Literal["month", "quarter", "year"]
+PERIOD_MONTHS: dict[Period, int] = {"month": 1, "quarter": 3, "year": 12}
 NO_GROUP = "(未填)"
 
 
@@ -28,7 +29,7 @@ def period_codes(days: np.ndarray, period: Period) -> np.ndarray:
     """Each anchor date's period as a number (months, quarters or years since 1970): cases are grouped
     by number, and only the groups' labels are ever written out."""
     months = days.astype("datetime64[M]").astype(np.int64)
-    return months // {"month": 1, "quarter": 3, "year": 12}[period]
+    return months // PERIOD_MONTHS[period]
 
 
 def period_label(code: int, period: Period) -> str:
@@ -38,6 +39,16 @@ def period_label(code: int, period: Period) -> str:
     if period == "quarter":
         return f"{1970 + code // 4}-Q{code % 4 + 1}"
     return f"{1970 + code // 12}-{code % 12 + 1:02d}"
+
+
+def period_code(label: str, period: Period) -> int:
+    """The code of a ``period_label``: ``period_code(period_label(c, p), p) == c``."""
+    year, _, part = label.partition("-")
+    if period == "year":
+        return int(year) - 1970
+    if period == "quarter":
+        return (int(year) - 1970) * 4 + int(part.removeprefix("Q")) - 1
+    return (int(year) - 1970) * 12 + int(part) - 1
 
 
 def _frame(batch: Batch, names: list[str]) -> pl.DataFrame:

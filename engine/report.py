@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from html import escape
 from pathlib import Path
 from typing import Any
@@ -21,7 +21,10 @@ from typing import Any
 import orjson
 import polars as pl
 
-from engine.rules import RulePack, load_pack
+from engine.aggregates import PERIOD_MONTHS, Period, period_code, period_label
+from engine.calendar import SHANGHAI
+from engine.rules import MonthsMeasure, RulePack, load_pack
+from engine.verdicts import UNITS, quantity
 
 DRILL_ROWS = 1_000  # failing cases per rule embedded in the page; the rest stay in results.parquet
 MAX_ERRORS = 200  # input errors listed in the page; errors.jsonl has them all
@@ -40,13 +43,10 @@ STATUS_ZH = {
     "insufficient_data": "样本不足",
 }
 VERDICT_COLORS = {"pass": "#2e8b57", "warn": "#e0a100", "pending": "#5b8def", "fail": "#d64545"}
-UNIT_ZH = {
-    "working_days": "工作日",
-    "calendar_days": "日",
-    "steps": "环节",
-    "documents": "件",
-    "CNY": "元",
-    "ratio": "比例",
+PERIOD_ZH: dict[Period, tuple[str, str]] = {  # (the section's adjective, the period's noun)
+    "month": ("月度", "月份"),
+    "quarter": ("季度", "季度"),
+    "year": ("年度", "年份"),
 }
 SEVERITY_ZH = {"mandatory": "强制", "advisory": "建议"}
 OP_ZH = {"le": "≤", "lt": "<", "ge": "≥", "gt": ">", "eq": "=", "ne": "≠"}
@@ -104,7 +104,8 @@ class Histogram:
 class ReportData:
     summary: dict[str, Any]
     rules: list[RuleRow]
-    monthly: list[tuple[str, int, int]]  # (YYYY-MM, pass, fail)
+    period: Period  # the scan's --period: the compliance chart and the aggregates are per this period
+    periodic: list[tuple[str, int, int]]  # (period label, pass, fail), every period from first to last
     heat: dict[tuple[str, str], int]  # (district, rule) → failing results
     histograms: list[Histogram]
     drill: dict[str, dict[str, Any]]  # rule → {"total": n, "rows": [[case_id, district, value, ...]]}
@@ -125,15 +126,25 @@ def _load_pack(summary: dict[str, Any]) -> RulePack | None:
             return None
 
 
+def unit_name(unit: str | None) -> str:
+    """A unit's word alone (a column, an axis): the verdicts' own words, so both say the same."""
+    words = UNITS["zh"].get(unit or "")
+    return unit or "" if words is None else words.name
+
+
 def _requirement(rule: Any) -> str:
     require = getattr(rule, "require", None)
     if require is None:
         return ""
-    unit = UNIT_ZH.get(getattr(rule, "unit", None) or "", getattr(rule, "unit", None) or "")
     limit = require.limit
+    op = OP_ZH.get(require.op, require.op)
     if getattr(rule, "statistic", None) == "share" and isinstance(limit, int | float):
-        return f"{OP_ZH.get(require.op, require.op)} {limit:.0%}"
-    return f"{OP_ZH.get(require.op, require.op)} {limit} {unit}".strip()
+        return f"{op} {limit:.0%}"
+    # A months rule is measured in days but its limit is in months (UNITS in rules.py).
+    unit = (
+        "months" if isinstance(getattr(rule, "measure", None), MonthsMeasure) else getattr(rule, "unit", None)
+    )
+    return f"{op} {quantity(limit, unit, 'zh')}"
 
 
 def _rule_rows(summary: dict[str, Any], pack: RulePack | None) -> list[RuleRow]:
@@ -162,24 +173,46 @@ def _scan(out_dir: Path) -> pl.LazyFrame:
     return pl.scan_parquet(out_dir / "results.parquet").with_columns(pl.col("district").fill_null(NO_GROUP))
 
 
-def _monthly_and_heat(results: pl.LazyFrame) -> tuple[list[tuple[str, int, int]], dict[tuple[str, str], int]]:
-    """Pass/fail per anchor month and failures per district × rule, in one lazy pass over the results."""
+def scan_period(summary: dict[str, Any]) -> Period:
+    """The scan's --period: named in summary.json, else read off its aggregates' period labels (a
+    summary written before it was named), else month (the scan's default)."""
+    named = summary.get("period")
+    if named in PERIOD_ZH:
+        return named  # type: ignore[no-any-return]
+    label = next((str(e["period"]) for e in summary.get("aggregates", [])), "")
+    return "year" if label.isdigit() else "quarter" if "-Q" in label else "month"
+
+
+def period_range(codes: list[int], period: Period) -> list[str]:
+    """The labels of every period from the first code to the last, so that a period without a value is
+    a gap on the axis rather than left out."""
+    return [period_label(code, period) for code in range(min(codes), max(codes) + 1)] if codes else []
+
+
+def _periodic_and_heat(
+    results: pl.LazyFrame, period: Period
+) -> tuple[list[tuple[str, int, int]], dict[tuple[str, str], int]]:
+    """Pass/fail per anchor period and failures per district × rule, in one lazy pass over the results."""
     judged = results.filter(pl.col("status").is_in(["pass", "fail"])).select(
         "rule", "status", "district", "anchor_date"
     )
-    monthly_q = (
-        judged.filter(pl.col("anchor_date").is_not_null())
-        .group_by(pl.col("anchor_date").dt.strftime("%Y-%m").alias("month"))
+    anchor = pl.col("anchor_date")
+    # The period codes of aggregates.period_codes, in Polars: months since 1970, per period length.
+    code = ((anchor.dt.year().cast(pl.Int64) - 1970) * 12 + anchor.dt.month() - 1) // PERIOD_MONTHS[period]
+    periodic_q = (
+        judged.filter(anchor.is_not_null())
+        .group_by(code.alias("code"))
         .agg(
             (pl.col("status") == "pass").sum().alias("pass"),
             (pl.col("status") == "fail").sum().alias("fail"),
         )
-        .sort("month")
+        .sort("code")
     )
     heat_q = judged.filter(pl.col("status") == "fail").group_by("district", "rule").len()
-    monthly, heat = pl.collect_all([monthly_q, heat_q], engine="streaming")
+    periodic, heat = pl.collect_all([periodic_q, heat_q], engine="streaming")
+    counts = {period_label(c, period): (int(p), int(f)) for c, p, f in periodic.iter_rows()}
     return (
-        [(m, int(p), int(f)) for m, p, f in monthly.iter_rows()],
+        [(label, *counts.get(label, (0, 0))) for label in period_range(periodic["code"].to_list(), period)],
         {(d, r): int(n) for d, r, n in heat.iter_rows()},
     )
 
@@ -299,7 +332,7 @@ def _drill(results: pl.LazyFrame) -> dict[str, dict[str, Any]]:
         value = row[2]
         if value is not None and value.endswith(".0"):
             row[2] = value[:-2]
-        row[4] = UNIT_ZH.get(row[4], row[4])
+        row[4] = unit_name(row[4])
         drill[rule_id]["rows"].append(row)
     return drill
 
@@ -328,12 +361,14 @@ def load_report_data(out_dir: Path) -> ReportData:
     summary = orjson.loads((out_dir / "summary.json").read_bytes())
     pack = _load_pack(summary)
     results = _scan(out_dir)
-    monthly, heat = _monthly_and_heat(results)
+    period = scan_period(summary)
+    periodic, heat = _periodic_and_heat(results, period)
     titles = {rule.id: rule.title.zh for rule in pack.by_id.values()} if pack else {}
     return ReportData(
         summary=summary,
         rules=_rule_rows(summary, pack),
-        monthly=monthly,
+        period=period,
+        periodic=periodic,
         heat=heat,
         histograms=_histograms(results, pack),
         drill=_drill(results),
@@ -422,11 +457,12 @@ def line_chart(
         )
     for s in series:
         parts.append(f'<g class="s" data-label="{escape(s.label)}">')
-        if len(s.points) > 1:
-            coords = " ".join(f"{x(i):.1f},{y(v):.1f}" for i, v, _, _ in s.points)
-            parts.append(
-                f'<polyline class="series" points="{coords}" stroke="{s.color}" stroke-width="{s.width}"/>'
-            )
+        for run in _runs(s.points):
+            if len(run) > 1:
+                coords = " ".join(f"{x(i):.1f},{y(v):.1f}" for i, v, _, _ in run)
+                parts.append(
+                    f'<polyline class="series" points="{coords}" stroke="{s.color}" stroke-width="{s.width}"/>'
+                )
         for i, v, tip, state in s.points:
             cls = f"pt {state}".strip()
             radius = 3.5 if state == "fail" else 2
@@ -439,6 +475,17 @@ def line_chart(
         f'<line class="axis" x1="{left}" x2="{width - right}" y1="{top + plot_h}" y2="{top + plot_h}"/></svg>'
     )
     return "".join(parts)
+
+
+def _runs(points: list[tuple[int, float, str, str]]) -> list[list[tuple[int, float, str, str]]]:
+    """The points split where a period has no value: a line joins neighbouring periods only."""
+    runs: list[list[tuple[int, float, str, str]]] = []
+    for point in sorted(points):
+        if runs and point[0] == runs[-1][-1][0] + 1:
+            runs[-1].append(point)
+        else:
+            runs.append([point])
+    return runs
 
 
 def heatmap(rules: list[str], districts: list[str], counts: dict[tuple[str, str], int], titles: dict) -> str:
@@ -489,7 +536,7 @@ def histogram(h: Histogram, width: int = 420, height: int = 200) -> str:
     bins = len(h.counts)
     peak = _nice_max(max(h.counts, default=1))
     bar_w = plot_w / bins
-    unit = UNIT_ZH.get(h.unit, h.unit)
+    unit = unit_name(h.unit)
     parts = [
         f'<svg class="chart hist" data-chart="hist" data-rule="{escape(h.rule)}" data-n="{h.n}" '
         f'viewBox="0 0 {width} {height}" width="100%" height="{height}">'
@@ -646,23 +693,22 @@ def _rules_table(data: ReportData) -> str:
     )
 
 
-def _monthly_section(data: ReportData) -> str:
-    if not data.monthly:
-        return (
-            '<section id="monthly"><h2>月度合规率</h2><p class="empty">没有已判定的规则结果。</p></section>'
-        )
-    labels = [m for m, _, _ in data.monthly]
+def _periodic_section(data: ReportData) -> str:
+    adjective, noun = PERIOD_ZH[data.period]
+    if not data.periodic:
+        return f'<section id="periodic"><h2>{adjective}合规率</h2><p class="empty">没有已判定的规则结果。</p></section>'
+    labels = [label for label, _, _ in data.periodic]
     points = []
-    for i, (month, passed, failed) in enumerate(data.monthly):
+    for i, (label, passed, failed) in enumerate(data.periodic):
         judged = passed + failed
         if judged:
             rate = passed / judged
-            points.append((i, rate, f"{month}: 合规率 {rate:.1%} (通过 {passed:,}, 不合格 {failed:,})", ""))
+            points.append((i, rate, f"{label}: 合规率 {rate:.1%} (通过 {passed:,}, 不合格 {failed:,})", ""))
     low = min((p[1] for p in points), default=0.0)
     # Zoom in on the band where the rates are: 0–100 % would flatten every change into a line at the top.
     y_floor = max(0.0, math.floor(low * 10) / 10 - 0.1)
     chart = line_chart(
-        "compliance-monthly",
+        f"compliance-{data.period}",
         labels,
         [Series("合规率", "#1f77b4", points, 2.2)],
         y_max=1.0,
@@ -670,8 +716,8 @@ def _monthly_section(data: ReportData) -> str:
         share=True,
     )
     return (
-        '<section id="monthly"><h2>月度合规率 <small>按案件基准日所在月份; 规则结果中 通过 ÷ (通过 + 不合格)'
-        f"</small></h2>{chart}</section>"
+        f'<section id="periodic"><h2>{adjective}合规率 <small>按案件基准日所在{noun}; 规则结果中 通过 ÷ '
+        f"(通过 + 不合格); 没有已判定结果的{noun}线条断开</small></h2>{chart}</section>"
     )
 
 
@@ -728,7 +774,8 @@ def _aggregate_section(data: ReportData) -> str:
     how = f"每个{ {'district': '区县', 'department': '部门'}.get(by, by) }一条线" if by else "全部案件一条线"
     return (
         f'<section id="aggregates"><h2>聚合指标 <small>按期间 ({how}); 虚线为目标值, 红圈为未达标; '
-        f"少于最低样本数的期间为“样本不足”, 画为空心点</small></h2>{''.join(blocks)}</section>"
+        f"少于最低样本数的期间为“样本不足”, 画为空心点; 没有数值的期间线条断开; 只有样本不足期间的分组不画, "
+        f"在图例下列出</small></h2>{''.join(blocks)}</section>"
     )
 
 
@@ -738,13 +785,17 @@ def _aggregate_block(rule_id: str, entries: list[dict[str, Any]], data: ReportDa
     share = first.get("statistic") == "share"
     limit = float(first["limit"])
     op = OP_ZH.get(first.get("op", ""), first.get("op", ""))
-    unit = UNIT_ZH.get(getattr(getattr(rule, "measure", None), "type", "") or "", "")
-    periods = sorted({e["period"] for e in entries})
+    unit = unit_name(getattr(getattr(rule, "measure", None), "type", None))
+    periods = period_range([period_code(e["period"], data.period) for e in entries], data.period)
     index = {p: i for i, p in enumerate(periods)}
     groups: dict[str, list[dict[str, Any]]] = {}
     for e in entries:
         groups.setdefault(e.get("group") or (NO_GROUP if e.get("by") else "全部"), []).append(e)
-    ranked = sorted(groups, key=lambda g: (-sum(e["n"] for e in groups[g]), g))
+    # A group with no period of enough cases has nothing to judge: it is named under the legend, not drawn.
+    insufficient = sorted(g for g in groups if all(e["status"] == "insufficient_data" for e in groups[g]))
+    ranked = sorted(
+        (g for g in groups if g not in insufficient), key=lambda g: (-sum(e["n"] for e in groups[g]), g)
+    )
     shown = sorted(ranked[:MAX_LINES])
     series = []
     values = [limit]
@@ -763,21 +814,32 @@ def _aggregate_block(rule_id: str, entries: list[dict[str, Any]], data: ReportDa
     y_max = 1.0 if share else 4 * _nice_max(max(values) * 1.05 / 4)  # four round ticks
     # Shares sit near their target (80 %, 95 %): zoom in on that band rather than draw 0–100 %.
     y_min = max(0.0, math.floor(min(values) * 10) / 10 - 0.1) if share else 0.0
-    chart = line_chart(
-        f"agg:{rule_id}",
-        periods,
-        series,
-        y_max=y_max,
-        y_min=y_min,
-        share=share,
-        limit=limit,
-        limit_label=f"目标 {op} {_fmt(limit, share)} {unit}",
+    chart = (
+        line_chart(
+            f"agg:{rule_id}",
+            periods,
+            series,
+            y_max=y_max,
+            y_min=y_min,
+            share=share,
+            limit=limit,
+            limit_label=f"目标 {op} {_fmt(limit, share)} {unit}",
+        )
+        if series
+        else '<p class="empty">每个分组每个期间都样本不足: 没有可画的数值。</p>'
     )
     legend = "".join(
         f'<span class="key pick" data-label="{escape(s.label)}" title="点击突出显示"><i style="background:{s.color}">'
         f"</i>{escape(s.label)}</span>"
         for s in series
     )
+    if any(p[3] == "insufficient" for s in series for p in s.points):
+        legend += '<span class="key hollow"><i></i>样本不足的期间</span>'
+    if insufficient:
+        legend += (
+            f'<span class="key not-drawn" data-groups="{escape(orjson.dumps(insufficient).decode())}">'
+            f"样本不足, 未画出: {escape('、'.join(insufficient))}</span>"
+        )
     status_counts = {k: sum(e["status"] == k for e in entries) for k in ("pass", "fail", "insufficient_data")}
     failing = sorted(
         (e for e in entries if e["status"] == "fail"), key=lambda e: (e["period"], str(e.get("group")))
@@ -794,8 +856,8 @@ def _aggregate_block(rule_id: str, entries: list[dict[str, Any]], data: ReportDa
         else ""
     )
     omitted = (
-        f'<p class="note">只画出案件最多的 {MAX_LINES} 个分组 (共 {len(groups)} 个)。</p>'
-        if len(groups) > MAX_LINES
+        f'<p class="note">只画出案件最多的 {MAX_LINES} 个分组 (共 {len(ranked)} 个)。</p>'
+        if len(ranked) > MAX_LINES
         else ""
     )
     title = escape(rule.title.zh) if rule else ""
@@ -874,6 +936,7 @@ h3{font-size:15px;margin:8px 0 4px}
 .vbar{margin:14px 0 6px}.vbar svg{display:block;border-radius:4px}
 .legend{display:flex;flex-wrap:wrap;gap:4px 14px;margin:6px 0;font-size:12px;color:var(--muted)}
 .key i{display:inline-block;width:10px;height:10px;border-radius:2px;margin-right:4px;vertical-align:-1px}
+.key.hollow i{border:1px solid var(--muted);border-radius:50%;background:#fff}
 dl.meta{display:grid;grid-template-columns:max-content 1fr;gap:2px 16px;margin:10px 0 0}
 dl.meta dt{color:var(--muted)}dl.meta dd{margin:0;font-family:ui-monospace,Menlo,Consolas,monospace}
 .note{color:var(--muted);font-size:12px;margin:8px 0 0}.empty{color:var(--muted)}
@@ -1005,13 +1068,14 @@ def render_html(data: ReportData) -> str:
     """The whole page as one string: sections in the order an auditor reads them."""
     s = data.summary
     title = data.pack.manifest.title if data.pack else "营商环境"
-    generated = datetime.now(UTC).astimezone().strftime("%Y-%m-%d %H:%M")
+    # Asia/Shanghai, as as_of is, and said so: a bare time would be read as local by every reader.
+    generated = f"{datetime.now(SHANGHAI):%Y-%m-%d %H:%M} ({SHANGHAI.key})"
     nav = "".join(
         f'<a href="#{anchor}">{label}</a>'
         for anchor, label in [
             ("overview", "概览"),
             ("rules", "按规则"),
-            ("monthly", "月度合规率"),
+            ("periodic", f"{PERIOD_ZH[data.period][0]}合规率"),
             ("heatmap", "热力图"),
             ("histograms", "用时分布"),
             ("aggregates", "聚合指标"),
@@ -1023,7 +1087,7 @@ def render_html(data: ReportData) -> str:
         [
             _overview(data),
             _rules_table(data),
-            _monthly_section(data),
+            _periodic_section(data),
             _heat_section(data),
             _hist_section(data),
             _aggregate_section(data),

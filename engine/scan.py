@@ -682,6 +682,7 @@ class Scanner:
             "ruleset": self.engine.pack.version,
             "calendar": self.engine.calendar.version,
             "engine": self.engine.executor.name,
+            "period": self.period,
             "verdict_counts": totals.verdict_counts,
             "rules": dict(sorted(totals.rule_counts.items())),
             "aggregates": self.aggregates.results(),

@@ -51,27 +51,58 @@ class Verdict(BaseModel):
     results: list[RuleResult]
 
 
-_UNITS = {
+@dataclass(frozen=True)
+class UnitWords:
+    """How a unit (or a counted thing) reads in one language: after a count of one, after any other count
+    (English says 1 day, 0 days, 2 days; Chinese does not inflect), and alone, as a heading or axis label."""
+
+    one: str
+    many: str
+    name: str
+
+    def after(self, count: Any) -> str:
+        return self.one if count in (1, -1) else self.many
+
+
+def _words(one: str, many: str | None = None, name: str | None = None) -> UnitWords:
+    many = one if many is None else many
+    return UnitWords(one, many, many.strip() if name is None else name)
+
+
+# The one definition of the unit words, shared by the verdicts and the report (``ratio`` reads as a
+# percentage after a number, so only its name is used).
+UNITS: dict[Lang, dict[str, UnitWords]] = {
     "zh": {
-        "working_days": "个工作日",
-        "calendar_days": "日",
-        "months": "个月",
-        "steps": "个环节",
-        "documents": "份",
-        "CNY": "元",
+        "working_days": _words("个工作日", name="工作日"),
+        "calendar_days": _words("日"),
+        "months": _words("个月", name="月"),
+        "steps": _words("个环节", name="环节"),
+        "documents": _words("份"),
+        "CNY": _words("元"),
+        "pauses": _words("段暂停", name="暂停"),
+        "ratio": _words("", name="比例"),
     },
     "en": {
-        "working_days": " working days",
-        "calendar_days": " days",
-        "months": " months",
-        "steps": " steps",
-        "documents": " documents",
-        "CNY": " CNY",
+        "working_days": _words(" working day", " working days"),
+        "calendar_days": _words(" day", " days"),
+        "months": _words(" month", " months"),
+        "steps": _words(" step", " steps"),
+        "documents": _words(" document", " documents"),
+        "CNY": _words(" CNY"),
+        "pauses": _words(" pause", " pauses"),
+        "ratio": _words("", name="ratio"),
     },
 }
 _OPS = {
     "zh": {"le": "不超过", "lt": "少于", "ge": "不少于", "gt": "超过", "eq": "为", "ne": "不为"},
-    "en": {"le": "at most", "lt": "below", "ge": "at least", "gt": "above", "eq": "equal to", "ne": "not"},
+    "en": {
+        "le": "at most",
+        "lt": "below",
+        "ge": "at least",
+        "gt": "above",
+        "eq": "equal to",
+        "ne": "other than",
+    },
 }
 _TEXT = {
     "zh": {
@@ -85,16 +116,18 @@ _TEXT = {
         "pass": "符合：{title}（实际{value}，要求{op}{limit}）",
         "fail": "不符合：{title}（实际{value}，要求{op}{limit}）",
         "pending": "办理中：{title}（已用{value}，剩余{remaining}，期限{deadline}）",
-        "excluded": "；已扣除暂停{excluded}个工作日",
-        "not_excluded": "；{count}段暂停不属可扣除情形，未扣除",
+        "excluded": "；已扣除暂停{excluded}",
+        "not_excluded": "；{count}不属可扣除情形，未扣除",
         "extended": "；期限顺延至{deadline}",
         "no_deadline": "；期限超出工作日历覆盖范围，未给出",
         "not_given": "未给出",
     },
     "en": {
         "effective": "not applicable: in force from {effective}; the case's {anchor} is {date}",
-        "absent": "not applicable: the case does not carry {field} ({label})",
-        "cond": "not applicable: not {label}",
+        # English condition labels are clauses ("the customer is non-residential"): they read after
+        # "only if" and "whether", and alone for a condition that must not hold.
+        "absent": "not applicable: the case does not carry {field}, needed to tell whether {label}",
+        "cond": "not applicable: applies only if {label}",
         "cond_not": "not applicable: {label}",
         "exempt": "exempt: {reason}",
         "input": "not applicable: the case does not carry {field}",
@@ -102,8 +135,8 @@ _TEXT = {
         "pass": "pass: {title} ({value}, required {op} {limit})",
         "fail": "fail: {title} ({value}, required {op} {limit})",
         "pending": "pending: {title} ({value} so far, {remaining} left, deadline {deadline})",
-        "excluded": "; {excluded} working days of pauses excluded",
-        "not_excluded": "; {count} pauses not excludable, not excluded",
+        "excluded": "; {excluded} of pauses excluded",
+        "not_excluded": "; {count} not excluded (no excludable reason)",
         "extended": "; deadline extended to {deadline}",
         "no_deadline": "; the deadline lies beyond the working-day calendar",
         "not_given": "not given",
@@ -170,12 +203,14 @@ def _measure_rows(measure: RuleMeasure) -> list[tuple[Any, ...]]:
 WORDED_RESULTS = 1024
 
 
-def _quantity(value: Any, unit: str | None, lang: Lang) -> str:
+def quantity(value: Any, unit: str | None, lang: Lang) -> str:
+    """A number with its unit word (``3个工作日``, ``1 working day``), a ratio as a percentage."""
     if unit == "ratio" and isinstance(value, int | float):
         return f"{value * 100:g}%"
     if isinstance(value, bool):
         return str(value).lower()
-    return f"{value}{_UNITS[lang].get(unit or '', '')}" if unit in _UNITS[lang] else f"{value}"
+    words = UNITS[lang].get(unit or "")
+    return f"{value}" if words is None else f"{value}{words.after(value)}"
 
 
 def _label(condition: Condition, lang: Lang) -> str:
@@ -399,21 +434,21 @@ class VerdictBuilder:
             "limit": limit,
             "deadline": deadline,
         }
-        fields = {"value": _quantity(value, unit, lang), "deadline": deadline or text["not_given"]}
+        fields = {"value": quantity(value, unit, lang), "deadline": deadline or text["not_given"]}
         if months:
-            fields["limit"] = _quantity(limit, unit, lang)
+            fields["limit"] = quantity(limit, unit, lang)
         if code == "pending":
             allowed = allowance if allowance is not None else rule.require.limit
             remaining = int(allowed) - int(value)  # type: ignore[arg-type]
             result["remaining"] = remaining
-            fields["remaining"] = _quantity(remaining, unit, lang)
+            fields["remaining"] = quantity(remaining, unit, lang)
         message = wording.templates[code].format_map(fields)
         if excluded is not None:
             result["excluded"] = excluded
             if excluded:
-                message += text["excluded"].format(excluded=excluded)
+                message += text["excluded"].format(excluded=quantity(excluded, "working_days", lang))
             if not_excluded:
-                message += text["not_excluded"].format(count=not_excluded)
+                message += text["not_excluded"].format(count=quantity(not_excluded, "pauses", lang))
         if extended and code != "pending":
             message += text["extended"].format(deadline=deadline)
         if deadline_note is not None:
@@ -440,7 +475,7 @@ class _Wording:
         fixed = {
             "title": getattr(rule.title, lang),
             "op": _OPS[lang][rule.require.op],
-            "limit": None if months else _quantity(rule.require.limit, rule.unit, lang),
+            "limit": None if months else quantity(rule.require.limit, rule.unit, lang),
         }
         # Filled in now: the fixed words (braces doubled, so that they stay text); kept as placeholders:
         # the case's own numbers.

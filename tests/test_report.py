@@ -12,7 +12,10 @@ import re
 import shutil
 import subprocess
 import time
+import xml.etree.ElementTree as ET
+from datetime import datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import orjson
 import polars as pl
@@ -20,7 +23,8 @@ import pytest
 
 from engine import Engine
 from engine.generate import generate_cases, write_cases
-from engine.report import DRILL_ROWS, failing_order, write_report
+from engine.report import DRILL_ROWS, ReportData, failing_order, render_html, write_report
+from engine.rules import load_pack
 from engine.scan import Scanner, input_files
 
 AS_OF = "2026-11-24"
@@ -39,13 +43,41 @@ BROWSER_FLAGS = [
 ]
 
 
-def scan_and_report(out: Path, n: int, seed: int) -> Path:
+def scan_and_report(out: Path, n: int, seed: int, period: str = "month") -> Path:
     """A real scan of generated cases (columnar engine, grouped by district), then the report."""
     cases = out / "cases.ndjson"
     out.mkdir(parents=True, exist_ok=True)
     write_cases(generate_cases(n, seed=seed), cases)
-    Scanner(Engine.load(engine="columnar"), out / "scan", AS_OF, by="district").scan(input_files([cases]))
+    Scanner(Engine.load(engine="columnar"), out / "scan", AS_OF, period, by="district").scan(  # type: ignore[arg-type]
+        input_files([cases])
+    )
     return write_report(out / "scan")
+
+
+def svgs(html: str) -> dict[str, ET.Element]:
+    """The page's charts, parsed as XML, by their data-chart name."""
+    charts = [ET.fromstring(m) for m in re.findall(r"<svg\b.*?</svg>", html, re.DOTALL)]
+    return {c.get("data-chart", ""): c for c in charts}
+
+
+def polylines(chart: ET.Element, label: str | None = None) -> list[list[tuple[float, float]]]:
+    """The points of each polyline of a chart (of one series' group, if labelled)."""
+    groups = [g for g in chart.iter("g") if label is None or g.get("data-label") == label]
+    return [
+        [tuple(map(float, xy.split(","))) for xy in line.get("points", "").split()]  # type: ignore[misc]
+        for g in groups
+        for line in g.iter("polyline")
+    ]
+
+
+def tick_labels(chart: ET.Element) -> list[str]:
+    """The x axis labels (the ticks written below the plot), left to right."""
+    bottom = max(float(t.get("y", 0)) for t in chart.iter("text") if t.get("class") == "tick")
+    return [
+        t.text or ""
+        for t in chart.iter("text")
+        if t.get("class") == "tick" and float(t.get("y", 0)) == bottom
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -83,6 +115,76 @@ def test_report_size_is_bounded_on_a_large_scan(tmp_path: Path) -> None:
     print(f"report of 50,000 cases: {size / 1e6:.2f} MB in {seconds:.2f} s")
     assert size < 10_000_000
     assert seconds < 10
+
+
+def _entry(period: str, group: str, value: float | None, status: str, n: int = 50) -> dict[str, object]:
+    return {"rule": "services.online_share", "kind": "*", "statistic": "share", "period": period,
+            "group": group, "by": "district", "n": n, "in_scope": n, "open": 0, "value": value,
+            "op": "ge", "limit": 0.8, "status": status}  # fmt: skip
+
+
+def test_aggregate_lines_break_at_missing_periods_and_skip_insufficient_groups() -> None:
+    # 海曙区 has values in 2026-01, 02, 04 and 05 (none in 03); 江北区 only too few cases, twice.
+    entries = [
+        _entry("2026-01", "海曙区", 0.9, "pass"),
+        _entry("2026-02", "海曙区", 0.7, "fail"),
+        _entry("2026-04", "海曙区", 0.85, "pass"),
+        _entry("2026-05", "海曙区", 0.95, "pass"),
+        _entry("2026-01", "江北区", 1.0, "insufficient_data", n=3),
+        _entry("2026-05", "江北区", 0.5, "insufficient_data", n=2),
+    ]
+    summary = {"as_of": AS_OF, "ruleset": "r", "calendar": "c", "period": "month", "aggregates": entries}
+    data = ReportData(summary, [], "month", [], {}, [], {}, [], load_pack())
+    html = render_html(data)
+    chart = svgs(html)["agg:services.online_share"]
+    # Every month from the first to the last is on the axis, the empty March included.
+    assert tick_labels(chart) == ["2026-01", "2026-02", "2026-03", "2026-04", "2026-05"]
+    # Two lines, Jan–Feb and Apr–May: none across March.
+    lines = polylines(chart, "海曙区")
+    assert [len(line) for line in lines] == [2, 2]
+    assert lines[0][1][0] < lines[1][0][0]
+    # 江北区 has nothing but insufficient data: not drawn, and named under the legend.
+    assert [g.get("data-label") for g in chart.iter("g")] == ["海曙区"]
+    assert chart.get("data-series") == "1"
+    assert "样本不足, 未画出: 江北区" in html
+
+
+def test_report_follows_the_scan_period(tmp_path: Path) -> None:
+    html = scan_and_report(tmp_path, 1_500, seed=7, period="quarter").read_text(encoding="utf-8")
+    assert "季度合规率" in html and "月度合规率" not in html
+    charts = svgs(html)
+    assert "compliance-month" not in charts
+    labels = tick_labels(charts["compliance-quarter"])
+    assert labels and all(re.fullmatch(r"\d{4}-Q[1-4]", label) for label in labels)
+    summary = orjson.loads((tmp_path / "scan" / "summary.json").read_bytes())
+    assert summary["period"] == "quarter"
+    assert {e["period"][4:6] for e in summary["aggregates"]} == {"-Q"}
+
+
+def test_requirements_use_the_rules_units_and_the_verdicts_words(report: Path) -> None:
+    text = report.read_text(encoding="utf-8")
+
+    def requirement(rule_id: str) -> str:
+        row = re.search(rf'<tr data-rule="{re.escape(rule_id)}">(.*?)</tr>', text, re.DOTALL)
+        assert row, rule_id
+        found = re.search(r"标准 ([^<]*)</div>", row.group(1))
+        assert found, rule_id
+        return found.group(1)
+
+    # 6 months (民法典 第202条), not 6 days; documents are 份 as in the verdicts (“实际2份”).
+    assert requirement("bankruptcy.6_months") == "≤ 6个月"
+    assert requirement("water.materials") == "≤ 1份"
+    assert requirement("water.no_external.2wd") == "≤ 2个工作日"
+
+
+def test_generation_time_is_shanghai_time_with_its_zone(report: Path) -> None:
+    found = re.search(
+        r"生成于 (\d{4}-\d\d-\d\d \d\d:\d\d) \(Asia/Shanghai\)", report.read_text(encoding="utf-8")
+    )
+    assert found
+    shown = datetime.strptime(found.group(1), "%Y-%m-%d %H:%M").replace(tzinfo=ZoneInfo("Asia/Shanghai"))
+    # Written by the module fixture a little earlier; UTC (8 hours off) would be far outside this.
+    assert timedelta(0) <= datetime.now(ZoneInfo("Asia/Shanghai")) - shown < timedelta(minutes=30)
 
 
 # --- headless Chromium -------------------------------------------------------------------------------
@@ -146,9 +248,9 @@ def test_charts_are_drawn_with_data(page, report: Path) -> None:  # type: ignore
     from selenium.webdriver.common.by import By
 
     summary = orjson.loads((report.parent / "summary.json").read_bytes())
-    monthly = page.find_element(By.CSS_SELECTOR, 'svg[data-chart="compliance-monthly"]')
-    points = monthly.find_element(By.CSS_SELECTOR, "polyline").get_attribute("points").split()
-    assert len(points) > 12
+    monthly = page.find_element(By.CSS_SELECTOR, 'svg[data-chart="compliance-month"]')
+    lines = monthly.find_elements(By.CSS_SELECTOR, "polyline")
+    assert sum(len(line.get_attribute("points").split()) for line in lines) > 12
     assert monthly.size["width"] > 300 and monthly.size["height"] > 100  # laid out, not just in the DOM
 
     heat = page.find_element(By.CSS_SELECTOR, 'svg[data-chart="heatmap"]')
@@ -164,12 +266,15 @@ def test_charts_are_drawn_with_data(page, report: Path) -> None:  # type: ignore
             float(r.get_attribute("height")) > 0 for r in hist.find_elements(By.CSS_SELECTOR, "rect.bar")
         )
 
-    aggregate_rules = {a["rule"] for a in summary["aggregates"]}
+    # A chart for each aggregate rule with a value judged on enough cases; the others say why not.
+    judged = [a for a in summary["aggregates"] if a["status"] != "insufficient_data"]
     charts = page.find_elements(By.CSS_SELECTOR, 'svg[data-chart^="agg:"]')
-    assert {c.get_attribute("data-chart")[4:] for c in charts} == aggregate_rules
-    # --by district: one line per district (capped at MAX_LINES, the generator uses fewer).
-    districts = {a["group"] for a in summary["aggregates"]}
-    assert max(int(c.get_attribute("data-series")) for c in charts) == len(districts)
+    assert {c.get_attribute("data-chart")[4:] for c in charts} == {a["rule"] for a in judged}
+    assert len(page.find_elements(By.CSS_SELECTOR, ".agg")) == len({a["rule"] for a in summary["aggregates"]})
+    # --by district: one line per district with a judged value (capped at MAX_LINES, the generator uses fewer).
+    for chart in charts:
+        groups = {a["group"] for a in judged if a["rule"] == chart.get_attribute("data-chart")[4:]}
+        assert int(chart.get_attribute("data-series")) == len(groups)
 
 
 def test_rules_table_is_sorted_worst_first_and_sortable(page) -> None:  # type: ignore[no-untyped-def]

@@ -160,7 +160,7 @@ def test_kept_wordings_are_copies_and_keyed_by_every_input(engine: Engine) -> No
         again["results"][0]["message"] == "符合：用水报装流程不超过2个环节（实际2个环节，要求不超过2个环节）"
     )
     other = engine.check_many([validate_case(water(steps=1))], "2026-11-24", "en")[0]["results"][0]
-    assert other["value"] == 1 and other["message"].startswith("pass: ") and "(1 steps," in other["message"]
+    assert other["value"] == 1 and other["message"].startswith("pass: ") and "(1 step," in other["message"]
     builder = engine.builders["water_connection"]
     words = [
         builder._measured_result("water.steps", "pass", "zh", v, *[None] * 6)["message"] for v in (1, True)
