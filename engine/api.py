@@ -48,7 +48,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from engine.calendar import CalendarRangeError, WorkdayIndex, to_local_date
 from engine.cases import InvalidCase, case_adapter, validate_case
-from engine.core import Engine, parse_as_of
+from engine.core import CasesRefused, Engine, parse_as_of
 from engine.rules import AggregateRule
 from engine.store import DEFAULT_STORE, CheckRecord, CheckRows, Store, canonical_sha256, open_store
 from engine.verdicts import Lang, SerialisedVerdicts, Verdict
@@ -384,6 +384,21 @@ class Service:
         try:
             day = parse_as_of(as_of)
             verdicts = self.columnar.check_serialised(valid, day, lang)
+        except CasesRefused as exc:
+            verdicts = exc.verdicts
+            for p, reason in exc.refused.items():
+                index = positions[p]
+                refused[index] = orjson.dumps(
+                    {
+                        "index": index,
+                        "ok": False,
+                        "case_id": valid[p].case_id,
+                        "errors": [{"path": "query.as_of", "message": reason}],
+                    }
+                )
+            kept = set(exc.refused)
+            valid = [case for p, case in enumerate(valid) if p not in kept]
+            positions = [index for p, index in enumerate(positions) if p not in kept]
         except CalendarRangeError as exc:
             raise ApiError(
                 422, "as_of outside the calendar", [{"path": "query.as_of", "message": str(exc)}]

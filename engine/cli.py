@@ -126,15 +126,27 @@ def check_records(
     data: bytes, as_of: date | None, lang: Literal["zh", "en"], engine: Engine
 ) -> tuple[list[dict[str, Any]], list[RecordError]]:
     """Validate every record, check the valid ones, and keep every problem with its line and path."""
+    from engine.core import CasesRefused
+
     records, errors = read_records(data)
-    cases = []
+    cases, lines = [], []
     for line, obj in records:
         try:
             cases.append(validate_case(obj))
+            lines.append(line)
         except InvalidCase as exc:
             case_id = obj.get("case_id") if isinstance(obj, dict) else None
             errors.extend(RecordError(line, case_id, e.path, e.message) for e in exc.errors)
-    verdicts = engine.check_many(cases, as_of, lang) if cases else []
+    try:
+        verdicts = engine.check_many(cases, as_of, lang) if cases else []
+    except CasesRefused as exc:
+        verdicts = exc.verdicts
+        errors.extend(
+            RecordError(lines[p], cases[p].case_id, "as_of", reason) for p, reason in exc.refused.items()
+        )
+    except CalendarRangeError as exc:
+        err.print(f"[red]error:[/] --as-of: {exc}", highlight=False)
+        raise typer.Exit(EXIT_INVALID) from None
     return verdicts, errors
 
 
@@ -321,7 +333,13 @@ def scan(
         # workers costs a second or two, so they pay only for large durable scans.
         large = sum(path.stat().st_size for path in files) > 16 * 2**20
         workers = (os.cpu_count() or 1) if large and chosen_engine == "durable" else 1
-    scanner = Scanner(load_engine(chosen_engine), out_dir, _as_of(as_of), chosen_period, by, max(1, workers))
+    try:
+        scanner = Scanner(
+            load_engine(chosen_engine), out_dir, _as_of(as_of), chosen_period, by, max(1, workers)
+        )
+    except CalendarRangeError as exc:
+        err.print(f"[red]error:[/] --as-of: {exc}", highlight=False)
+        raise typer.Exit(EXIT_INVALID) from None
     columns = (TextColumn("scanning"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, console=err, disable=not err.is_terminal, transient=True) as bar:
         task = bar.add_task("scan", total=None)
