@@ -52,6 +52,8 @@ from engine.core import CasesRefused, Engine, parse_as_of
 from engine.rules import AggregateRule
 from engine.store import DEFAULT_STORE, CheckRecord, CheckRows, Store, canonical_sha256, open_store
 from engine.verdicts import Lang, SerialisedVerdicts, Verdict
+from engine.watch import Watcher, WatchStore
+from engine.watch_api import add_watch_routes, sweep_watch
 
 __all__ = ["Settings", "app_from_env", "create_app", "load_api_keys", "serve"]
 
@@ -583,12 +585,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
     calendar = service.durable.calendar
     pack = service.durable.pack
+    watcher = Watcher(service.durable, service.columnar, WatchStore(settings.store), service.store)
     batch_threads = anyio.CapacityLimiter(1)  # one batch at a time (see the module docstring)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        """Close the store's connection when uvicorn shuts the worker down."""
-        yield
+        """Sweep the watch while the worker runs; close the stores when uvicorn shuts it down."""
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(sweep_watch, watcher)
+            yield
+            tasks.cancel_scope.cancel()
+        watcher.watch.close()
         service.store.close()
 
     app = FastAPI(
@@ -605,6 +612,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.service = service
+    app.state.watcher = watcher
 
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, exc: ApiError) -> Response:
@@ -746,6 +754,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 422, "deadline outside the calendar", [{"path": "query.days", "message": str(exc)}]
             ) from None
         return json_response({"start": first, "days": days, "deadline": due, "calendar": calendar.version})
+
+    add_watch_routes(
+        app,
+        watcher,
+        lambda request, many: read_limited(request, settings.max_batch_body if many else settings.max_body),
+        ApiError,
+        Caller,
+        settings.max_batch_cases,
+    )
 
     @app.get("/healthz", summary="Liveness and readiness (the store answers)")
     async def healthz() -> Response:

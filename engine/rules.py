@@ -171,6 +171,9 @@ UNITS = {
 }
 
 
+TIME_MEASURES = (WorkingDaysMeasure, CalendarDaysMeasure, MonthsMeasure)
+
+
 class Requirement(Strict):
     op: CompareOp
     limit: Scalar
@@ -210,16 +213,26 @@ class Rule(Strict):
     effective_from: date
     # steps, documents, CNY … for field measures; time and ratio measures carry their own unit.
     unit: str | None = None
+    # 预警: the days left (in the measure's unit) at which an open case gets its yellow card; None takes
+    # the pack's ``warn_at``.
+    warn_at: int | None = Field(default=None, ge=0)
 
     @functools.cached_property
     def measure_key(self) -> str:
         """Equal for rules whose measure and limit are equal, so they can share one computation."""
         return f"{self.measure.model_dump_json()}|{self.require.limit}"
 
+    @property
+    def timed(self) -> bool:
+        """A time limit: its open cases have a deadline and are watched (预警 / 超时)."""
+        return isinstance(self.measure, TIME_MEASURES)
+
     @model_validator(mode="after")
     def _unit_from_measure(self) -> Rule:
         if self.unit is None and not isinstance(self.measure, FieldMeasure):
             object.__setattr__(self, "unit", UNITS[self.measure.type])
+        if self.warn_at is not None and not self.timed:
+            raise ValueError("warn_at is for time limits only (working_days, calendar_days, months)")
         return self
 
 
@@ -260,6 +273,8 @@ class PackManifest(Strict):
     title: str
     # 锚定日期: the field that effective_from and report periods are read from, per kind.
     anchors: dict[Kind, str]
+    # 预警: days left at which a time limit's yellow card is raised, unless a rule sets its own.
+    warn_at: int = Field(default=1, ge=0)
 
 
 class RulePackError(ValueError):
@@ -281,6 +296,10 @@ class RulePack:
 
     def anchor(self, kind: str) -> str:
         return self.manifest.anchors[kind]  # type: ignore[index]
+
+    def warn_at(self, rule: Rule) -> int:
+        """The days left at which the rule's yellow card is raised: its own, else the pack's."""
+        return self.manifest.warn_at if rule.warn_at is None else rule.warn_at
 
 
 def _format_location(loc: tuple[Any, ...]) -> str:

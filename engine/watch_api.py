@@ -1,0 +1,156 @@
+"""The watch's HTTP routes: case updates in (PUT /v1/cases/{case_id}, POST /v1/cases), the watch list and
+the cards out (GET /v1/watch, GET /v1/alerts). Kept apart from ``engine.api``, which only mounts them."""
+
+
+import logging
+from collections.abc import Callable
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+import anyio
+import orjson
+from fastapi import FastAPI, Query, Request, Response
+
+from engine.calendar import CalendarRangeError
+from engine.cases import InvalidCase, validate_case
+from engine.core import CasesRefused
+from engine.watch import StaleUpdate, Undecidable, Watcher, parse_updated_at
+
+log = logging.getLogger("casecheck.watch")
+LevelQ = Annotated[Literal["yellow", "red"] | None, Query(description="only cards of this level")]
+CaseLevelQ = Annotated[Literal["green", "yellow", "red"] | None, Query(description="only this level")]
+TextQ = Annotated[str | None, Query(max_length=128)]
+
+
+SWEEP_SECONDS = 30.0  # how often the service looks for due cards; a card is raised at most this late
+
+
+async def sweep_watch(watcher: Watcher, every: float = SWEEP_SECONDS) -> None:
+    """Raise the due cards now (those that fell due while the service was down), then every ``every``
+    seconds; a failing sweep is logged and retried, never stops the service."""
+    while True:
+        try:
+            await anyio.to_thread.run_sync(watcher.sweep)
+        except Exception:
+            log.exception("watch sweep failed; retrying in %s s", every)
+        await anyio.sleep(every)
+
+
+def _split_updated_at(obj: Any) -> tuple[Any, datetime | None]:
+    """The record without ``updated_at`` (the case as /v1/check takes it) and the moment, if given."""
+    if isinstance(obj, dict) and "updated_at" in obj:
+        obj = dict(obj)
+        return obj, parse_updated_at(obj.pop("updated_at"))
+    return obj, None
+
+
+def add_watch_routes(
+    app: FastAPI,
+    watcher: Watcher,
+    read_body: Callable[[Request, bool], Any],
+    errors: type[Exception],
+    caller: Any,
+    max_cases: int,
+) -> None:
+    """Mount the watch routes; ``read_body`` reads a request's body within the service's limits and
+    ``errors`` is the service's error type (status, detail, errors with JSON paths)."""
+    api_error: Any = errors
+
+    @app.put("/v1/cases/{case_id}", summary="Put a case's current record (durable executor)")
+    async def put_case(request: Request, case_id: str, who: caller) -> Response:
+        body = await read_body(request, False)
+        try:
+            obj, updated_at = _split_updated_at(orjson.loads(body))
+            case = validate_case(obj)
+        except orjson.JSONDecodeError as exc:
+            raise api_error(422, "invalid JSON", [{"path": "$", "message": f"invalid JSON: {exc}"}]) from None
+        except InvalidCase as exc:
+            raise api_error(422, "invalid case", _paths(exc)) from None
+        if case.case_id != case_id:
+            message = f"must equal the case_id of the URL ({case_id!r})"
+            raise api_error(422, "invalid case", [{"path": "case_id", "message": message}])
+        try:
+            answer = await anyio.to_thread.run_sync(lambda: watcher.update(obj, who, updated_at, case))
+        except StaleUpdate as exc:
+            raise api_error(409, str(exc)) from None
+        except (CasesRefused, CalendarRangeError) as exc:
+            message = next(iter(exc.refused.values())) if isinstance(exc, CasesRefused) else str(exc)
+            raise api_error(422, "case cannot be judged today", [{"path": "$", "message": message}]) from None
+        return Response(orjson.dumps(answer), media_type="application/json")
+
+    @app.post("/v1/cases", summary="Put many cases' records (NDJSON or a JSON array; columnar executor)")
+    async def post_cases(request: Request, who: caller) -> Response:
+        body = await read_body(request, True)
+        lines: list[tuple[int | None, bytes]]
+        if body.lstrip().startswith(b"["):
+            try:
+                parsed = orjson.loads(body)
+            except orjson.JSONDecodeError as exc:
+                raise api_error(
+                    422, "invalid JSON", [{"path": "$", "message": f"invalid JSON: {exc}"}]
+                ) from None
+            lines = [(None, orjson.dumps(obj)) for obj in parsed]
+        else:
+            lines = [(n, line) for n, line in enumerate(body.splitlines(), 1) if line.strip()]
+        if len(lines) > max_cases:
+            raise api_error(413, f"{len(lines)} cases exceed the limit of {max_cases} per request")
+        results: list[dict[str, Any] | None] = [None] * len(lines)
+        items, positions = [], []
+        for index, (line, raw) in enumerate(lines):
+            where = {"index": index} if line is None else {"index": index, "line": line}
+            try:
+                obj, updated_at = _split_updated_at(orjson.loads(raw))
+                items.append((obj, validate_case(obj), updated_at))
+                positions.append(index)
+            except orjson.JSONDecodeError as exc:
+                results[index] = {**where, "ok": False, "errors": [{"path": "$", "message": str(exc)}]}
+            except InvalidCase as exc:
+                results[index] = {**where, "ok": False, "errors": _paths(exc)}
+        answers = await anyio.to_thread.run_sync(lambda: watcher.update_many(items, who))
+        for index, answer in zip(positions, answers, strict=True):
+            if isinstance(answer, StaleUpdate):
+                results[index] = {
+                    "index": index,
+                    "ok": False,
+                    "status": 409,
+                    "errors": [{"path": "updated_at", "message": str(answer)}],
+                }
+            elif isinstance(answer, Undecidable):
+                results[index] = {
+                    "index": index,
+                    "ok": False,
+                    "errors": [{"path": "$", "message": str(answer)}],
+                }
+            else:
+                results[index] = {"index": index, "ok": True, **answer}
+        return Response(orjson.dumps({"results": results}), media_type="application/json")
+
+    @app.get("/v1/watch", summary="The open cases: nearest deadline, days left, level")
+    async def watch(
+        who: caller,
+        district: TextQ = None,
+        level: CaseLevelQ = None,
+        kind: TextQ = None,
+    ) -> Response:
+        filters = {"district": district, "level": level, "kind": kind}
+        cases = await anyio.to_thread.run_sync(watcher.watch_list, filters)
+        return Response(orjson.dumps({"cases": cases}), media_type="application/json")
+
+    @app.get("/v1/alerts", summary="The cards raised after a cursor, oldest first")
+    async def alerts(
+        who: caller,
+        after: Annotated[int, Query(ge=0, description="the cursor of the last card seen")] = 0,
+        level: LevelQ = None,
+        district: TextQ = None,
+        kind: TextQ = None,
+        limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
+    ) -> Response:
+        filters = {"level": level, "district": district, "kind": kind}
+        cards = await anyio.to_thread.run_sync(lambda: watcher.watch.cards(after, limit, filters))
+        # The cursor moves past every card read, so a filtered reader never reads one twice.
+        cursor = cards[-1]["seq"] if cards else after
+        return Response(orjson.dumps({"alerts": cards, "cursor": cursor}), media_type="application/json")
+
+
+def _paths(exc: InvalidCase) -> list[dict[str, str]]:
+    return [{"path": e.path, "message": e.message} for e in exc.errors]
