@@ -1,7 +1,6 @@
 """The watch's HTTP routes: case updates in (PUT /v1/cases/{case_id}, POST /v1/cases), the watch list and
 the cards out (GET /v1/watch, GET /v1/alerts). Kept apart from ``engine.api``, which only mounts them."""
 
-
 import logging
 from collections.abc import Callable
 from datetime import datetime
