@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 
 import anyio
 import orjson
-from fastapi import FastAPI, Query, Request, Response
+from fastapi import FastAPI, Path, Query, Request, Response
 
 from engine.calendar import CalendarRangeError
 from engine.cases import InvalidCase, validate_case
@@ -16,9 +16,19 @@ from engine.core import CasesRefused
 from engine.watch import StaleUpdate, Undecidable, Watcher, parse_updated_at
 
 log = logging.getLogger("casecheck.watch")
-LevelQ = Annotated[Literal["yellow", "red"] | None, Query(description="only cards of this level")]
-CaseLevelQ = Annotated[Literal["green", "yellow", "red"] | None, Query(description="only this level")]
-TextQ = Annotated[str | None, Query(max_length=128)]
+LevelQ = Annotated[
+    Literal["yellow", "red"] | None, Query(description="only cards of this level", examples=["red"])
+]
+CaseLevelQ = Annotated[
+    Literal["green", "yellow", "red"] | None, Query(description="only this level", examples=["yellow"])
+]
+DistrictQ = Annotated[
+    str | None, Query(max_length=128, description="only this district", examples=["海曙区"])
+]
+KindQ = Annotated[
+    str | None, Query(max_length=64, description="only this kind", examples=["water_connection"])
+]
+CaseIdP = Annotated[str, Path(min_length=1, max_length=128, examples=["W-2026-0001"])]
 
 
 SWEEP_SECONDS = 30.0  # how often the service looks for due cards; a card is raised at most this late
@@ -56,7 +66,7 @@ def add_watch_routes(
     api_error: Any = errors
 
     @app.put("/v1/cases/{case_id}", summary="Put a case's current record (durable executor)")
-    async def put_case(request: Request, case_id: str, who: caller) -> Response:
+    async def put_case(request: Request, case_id: CaseIdP, who: caller) -> Response:
         body = await read_body(request, False)
         try:
             obj, updated_at = _split_updated_at(orjson.loads(body))
@@ -127,9 +137,9 @@ def add_watch_routes(
     @app.get("/v1/watch", summary="The open cases: nearest deadline, days left, level")
     async def watch(
         who: caller,
-        district: TextQ = None,
+        district: DistrictQ = None,
         level: CaseLevelQ = None,
-        kind: TextQ = None,
+        kind: KindQ = None,
     ) -> Response:
         filters = {"district": district, "level": level, "kind": kind}
         cases = await anyio.to_thread.run_sync(watcher.watch_list, filters)
@@ -138,11 +148,11 @@ def add_watch_routes(
     @app.get("/v1/alerts", summary="The cards raised after a cursor, oldest first")
     async def alerts(
         who: caller,
-        after: Annotated[int, Query(ge=0, description="the cursor of the last card seen")] = 0,
+        after: Annotated[int, Query(ge=0, description="the cursor of the last card seen", examples=[0])] = 0,
         level: LevelQ = None,
-        district: TextQ = None,
-        kind: TextQ = None,
-        limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
+        district: DistrictQ = None,
+        kind: KindQ = None,
+        limit: Annotated[int, Query(ge=1, le=10_000, description="at most this many", examples=[100])] = 1000,
     ) -> Response:
         filters = {"level": level, "district": district, "kind": kind}
         cards = await anyio.to_thread.run_sync(lambda: watcher.watch.cards(after, limit, filters))

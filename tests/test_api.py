@@ -553,6 +553,10 @@ def test_openapi_document(client: httpx.Client) -> None:
         ("get", "/v1/rules/{rule_id}"),
         ("get", "/v1/calendar/working-days"),
         ("get", "/v1/calendar/deadline"),
+        ("put", "/v1/cases/{case_id}"),
+        ("post", "/v1/cases"),
+        ("get", "/v1/watch"),
+        ("get", "/v1/alerts"),
         ("get", "/healthz"),
     }
     found = {(method, path) for path, item in document["paths"].items() for method in item}
