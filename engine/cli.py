@@ -20,14 +20,14 @@ from rich.table import Table
 
 from engine.calendar import CalendarRangeError, load_calendar
 from engine.cases import InvalidCase, case_json_schema, validate_case
-from engine.rules import KINDS, AggregateRule, RulePackError, load_pack, load_pack_from
+from engine.rules import KINDS, AggregateRule, RulePackError, diff_packs, load_pack, load_pack_from
 from engine.store import DEFAULT_STORE
 
 if TYPE_CHECKING:
     from engine.core import Engine
 
 app = typer.Typer(help="Check case records against 甬政办发〔2020〕36号.", no_args_is_help=True)
-rules_app = typer.Typer(help="The rule pack: list, show, validate.", no_args_is_help=True)
+rules_app = typer.Typer(help="The rule pack: list, show, validate, diff.", no_args_is_help=True)
 calendar_app = typer.Typer(help="The Chinese working-day calendar.", no_args_is_help=True)
 app.add_typer(rules_app, name="rules")
 app.add_typer(calendar_app, name="calendar")
@@ -220,6 +220,27 @@ def rules_validate(path: Path) -> None:
     out.print(
         f"ok: {loaded.version}: {len(loaded.rules)} per-case rules, {len(loaded.aggregates)} aggregate rules"
     )
+
+
+def _pack_or_exit(name: str) -> Any:
+    try:
+        return load_pack(name)
+    except RulePackError as exc:
+        err.print(f"[red]error:[/] {exc}", markup=True, highlight=False)
+        raise typer.Exit(EXIT_INVALID) from None
+
+
+@rules_app.command("diff")
+def rules_diff(
+    old: Annotated[str, typer.Argument(help="The pack in force: a name or folder.")],
+    new: Annotated[str, typer.Argument(help="The proposed pack: a name or folder.")],
+) -> None:
+    """Rules added (+), removed (-) and changed (~: limit, conditions, measure, severity, dates, clause)."""
+    before, after = _pack_or_exit(old), _pack_or_exit(new)
+    lines = diff_packs(before, after)
+    out.print(f"{before.version} → {after.version}: {len(lines)} rule(s) differ", highlight=False)
+    for line in lines:
+        out.print(line, markup=False, highlight=False)
 
 
 def _calendar_call(function: Any, *args: Any) -> Any:

@@ -424,3 +424,43 @@ def load_pack(name: str = "ningbo-2020") -> RulePack:
     if not folder.is_dir():
         raise RulePackError(f"rule pack {name!r} not found (looked in {folder})")
     return load_pack_from(folder)
+
+
+# What `rules diff` compares, in the words of the person who signs off the change.
+_DIFF_FIELDS = {
+    "limit": lambda r: f"{r.require.op} {r.require.limit}",
+    "conditions": lambda r: _dumped(r.when if isinstance(r, Rule) else (r.scope, r.share_of)),
+    "measure": lambda r: _dumped(r.measure),
+    "severity": lambda r: r.severity,
+    "from": lambda r: str(r.effective_from),
+    "until": lambda r: str(r.effective_until) if r.effective_until else "open",
+    "clause": lambda r: r.source.clause,
+}
+
+
+def _dumped(value: Any) -> str:
+    if isinstance(value, tuple):
+        return "; ".join(_dumped(v) for v in value)
+    return "none" if value is None else value.model_dump_json(by_alias=True, exclude_none=True)
+
+
+def diff_packs(old: RulePack, new: RulePack) -> list[str]:
+    """One line per rule added (+), removed (-) or changed (~, with each changed field old → new)."""
+    lines = [
+        f"+ {rule_id}: {new.by_id[rule_id].title.en}" for rule_id in new.by_id if rule_id not in old.by_id
+    ]
+    lines += [
+        f"- {rule_id}: {old.by_id[rule_id].title.en}" for rule_id in old.by_id if rule_id not in new.by_id
+    ]
+    for rule_id, before in old.by_id.items():
+        after = new.by_id.get(rule_id)
+        if after is None:
+            continue
+        changes = [
+            f"{name} {show(before)} → {show(after)}"
+            for name, show in _DIFF_FIELDS.items()
+            if show(before) != show(after)
+        ]
+        if changes:
+            lines.append(f"~ {rule_id}: " + "; ".join(changes))
+    return lines

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -12,6 +15,7 @@ from engine import Engine
 from engine.calendar import load_calendar
 from engine.rules import RulePackError, load_pack_from
 
+CASECHECK = str(Path(sys.executable).parent / "casecheck")
 SOURCE = {"task": 29, "clause": "申请材料不超过1份"}
 
 
@@ -79,3 +83,32 @@ def test_an_end_before_the_start_or_an_unknown_successor_is_refused(tmp_path: Pa
         RulePackError, match=r"water\.yaml: rule water\.docs: replaced_by: no rule 'water\.gone'"
     ):
         load_pack_from(write_pack(tmp_path / "orphan", [orphan]))
+
+
+def test_rules_diff_names_each_added_removed_and_changed_rule_once(tmp_path: Path) -> None:
+    old = write_pack(tmp_path / "old", ENDING)
+    changed = dict(ENDING[1], require={"op": "le", "limit": 0}, severity="advisory")
+    added = _rule("water.docs_v3", 0, effective_from="2027-01-01")
+    new = write_pack(tmp_path / "new", [changed, added])
+    run = subprocess.run(
+        [CASECHECK, "rules", "diff", str(old), str(new)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "COLUMNS": "200"},
+    )
+    assert run.returncode == 0, run.stderr
+    lines = run.stdout.splitlines()[1:]
+    assert sorted(lines) == [
+        "+ water.docs_v3: Documents",
+        "- water.docs: Documents",
+        "~ water.docs_v2: limit le 1 → le 0; severity mandatory → advisory",
+    ]
+
+
+def test_rules_diff_of_a_missing_pack_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    run = subprocess.run(
+        [CASECHECK, "rules", "diff", "ningbo-2020", str(tmp_path / "nowhere")],
+        capture_output=True,
+        text=True,
+    )
+    assert run.returncode == 2 and "nowhere" in run.stderr and "Traceback" not in run.stderr
