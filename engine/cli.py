@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from engine.core import Engine
 
 app = typer.Typer(help="Check case records against 甬政办发〔2020〕36号.", no_args_is_help=True)
-rules_app = typer.Typer(help="The rule pack: list, show, validate, diff.", no_args_is_help=True)
+rules_app = typer.Typer(help="The rule pack: list, show, validate, diff, test.", no_args_is_help=True)
 calendar_app = typer.Typer(help="The Chinese working-day calendar.", no_args_is_help=True)
 app.add_typer(rules_app, name="rules")
 app.add_typer(calendar_app, name="calendar")
@@ -241,6 +241,37 @@ def rules_diff(
     out.print(f"{before.version} → {after.version}: {len(lines)} rule(s) differ", highlight=False)
     for line in lines:
         out.print(line, markup=False, highlight=False)
+
+
+@rules_app.command("test")
+def rules_test(pack: Annotated[str, typer.Option(help="Pack name or folder.")] = "ningbo-2020") -> None:
+    """Run every example of the pack (its examples/ folder) through both executors. Exit 1 on a difference."""
+    from engine.examples import run_examples
+
+    loaded = _pack_or_exit(pack)
+    try:
+        runs = run_examples(loaded, load_calendar(), loaded.folder / "examples")
+    except RulePackError as exc:
+        for problem in str(exc).splitlines():
+            err.print(f"[red]invalid:[/] {problem}", highlight=False)
+        raise typer.Exit(EXIT_INVALID) from None
+    table = Table(title=f"{loaded.version}: {len(runs)} examples")
+    for column in ("rule", "example", "expected", "durable", "columnar", ""):
+        table.add_column(column)
+    for run in runs:
+        mark = "ok" if run.ok else "[red]DIFFERS[/]"
+        table.add_row(run.example.rule, run.example.name, run.expected, run.durable, run.columnar, mark)
+    out.print(table)
+    failed = [run for run in runs if not run.ok]
+    for run in failed:
+        err.print(
+            f"{run.file}: {run.example.rule} / {run.example.name} (as_of {run.example.as_of}): expected "
+            f"{run.expected}, durable {run.durable}, columnar {run.columnar}; case {orjson.dumps(run.case).decode()}",
+            markup=False,
+            highlight=False,
+        )
+    if failed:
+        raise typer.Exit(EXIT_FAIL)
 
 
 def _calendar_call(function: Any, *args: Any) -> Any:

@@ -331,6 +331,7 @@ class RulePack:
         self, manifest: PackManifest, rules: list[Rule], aggregates: list[AggregateRule], digest: str
     ):
         self.manifest = manifest
+        self.folder: Path | None = None
         self.rules = rules
         self.aggregates = aggregates
         self.version = f"{manifest.name}@{digest[:12]}"
@@ -402,7 +403,9 @@ def load_pack_from(folder: Path) -> RulePack:
             problems.append(f"{seen[rule.id]}: rule {rule.id}: replaced_by: no rule {rule.replaced_by!r}")
     if problems:
         raise RulePackError("\n".join(problems))
-    return RulePack(manifest, rules, aggregates, digest.hexdigest())
+    pack = RulePack(manifest, rules, aggregates, digest.hexdigest())
+    pack.folder = folder
+    return pack
 
 
 def _field_problems(rule: Rule | AggregateRule) -> list[str]:

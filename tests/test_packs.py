@@ -112,3 +112,69 @@ def test_rules_diff_of_a_missing_pack_is_one_line_and_exit_2(tmp_path: Path) -> 
         text=True,
     )
     assert run.returncode == 2 and "nowhere" in run.stderr and "Traceback" not in run.stderr
+
+
+def test_every_example_of_the_ningbo_pack_gets_its_status_from_both_executors() -> None:
+    # `make test` runs the pack's own examples through this test.
+    run = subprocess.run(
+        [CASECHECK, "rules", "test"], capture_output=True, text=True, env={**os.environ, "COLUMNS": "250"}
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "DIFFERS" not in run.stdout and "water.over150.approval_10wd" in run.stdout
+
+
+def _examples(folder: Path, examples: list[dict]) -> None:
+    (folder / "examples").mkdir()
+    base = {"water_connection": water()}
+    (folder / "examples/base.yaml").write_text(yaml.safe_dump({"base": base}))
+    (folder / "examples/water.yaml").write_text(yaml.safe_dump({"examples": examples}))
+
+
+def test_a_pack_in_a_temporary_folder_is_checked_and_tested_without_touching_the_checkout(
+    tmp_path: Path,
+) -> None:
+    checkout = Path(__file__).parent.parent
+    before = subprocess.run(
+        ["git", "status", "--porcelain"], cwd=checkout, capture_output=True, text=True
+    ).stdout
+    folder = write_pack(tmp_path / "local-2026", ENDING)
+    ended = {"rule": "water.docs", "fields": {"materials": 2}, "as_of": "2026-06-01"}
+    _examples(
+        folder,
+        [
+            {**ended, "name": "after its last day", "expect": "not_applicable"},
+            {**ended, "rule": "water.docs_v2", "name": "2 documents", "expect": "fail", "value": 2},
+            {**ended, "name": "wrongly expected", "expect": "pass"},
+        ],
+    )
+    run = subprocess.run(
+        [CASECHECK, "rules", "test", "--pack", str(folder)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "COLUMNS": "250"},
+    )
+    # The wrong expectation is the one difference: exit 1, naming the case and both executors' answers.
+    assert run.returncode == 1
+    assert run.stderr.count("\n") == 1
+    assert (
+        "wrongly expected" in run.stderr and "durable not_applicable, columnar not_applicable" in run.stderr
+    )
+    assert '"materials":2' in run.stderr
+    after = subprocess.run(
+        ["git", "status", "--porcelain"], cwd=checkout, capture_output=True, text=True
+    ).stdout
+    assert after == before
+
+
+def test_a_broken_example_names_file_example_and_field(tmp_path: Path) -> None:
+    folder = write_pack(tmp_path / "broken", ENDING)
+    _examples(
+        folder,
+        [
+            {"rule": "water.nope", "name": "x", "as_of": "2026-06-01", "expect": "pass"},
+            {"rule": "water.docs", "name": "y", "as_of": "2026-06-01", "expect": "passed"},
+        ],
+    )
+    run = subprocess.run([CASECHECK, "rules", "test", "--pack", str(folder)], capture_output=True, text=True)
+    assert run.returncode == 2 and "Traceback" not in run.stderr
+    assert "water.yaml: examples[1].expect:" in run.stderr
