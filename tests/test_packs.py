@@ -13,6 +13,7 @@ from conftest import water
 
 from engine import Engine
 from engine.calendar import load_calendar
+from engine.cases import validate_case
 from engine.rules import RulePackError, load_pack_from
 
 CASECHECK = str(Path(sys.executable).parent / "casecheck")
@@ -178,3 +179,21 @@ def test_a_broken_example_names_file_example_and_field(tmp_path: Path) -> None:
     run = subprocess.run([CASECHECK, "rules", "test", "--pack", str(folder)], capture_output=True, text=True)
     assert run.returncode == 2 and "Traceback" not in run.stderr
     assert "water.yaml: examples[1].expect:" in run.stderr
+
+
+def test_a_thousand_rules_on_one_kind_pass_through_the_durable_executor_as_through_the_columnar(
+    tmp_path: Path,
+) -> None:
+    # One ruleset of this size is refused (error 107) and its facts would carry over 1,000 keys.
+    limits = [_rule(f"water.generated{i}", i % 4, effective_from="2020-07-01") for i in range(1000)]
+    pack = load_pack_from(write_pack(tmp_path / "large", limits))
+    cases = [water(case_id=f"W-{n}", materials=n) for n in range(5)]
+    durable = Engine(pack, load_calendar(), "durable").check_many(
+        [validate_case(c) for c in cases], "2026-11-24"
+    )
+    columnar = Engine(pack, load_calendar(), "columnar").check_many(
+        [validate_case(c) for c in cases], "2026-11-24"
+    )
+    assert durable == columnar
+    # materials 2 passes the limits 2 and 3 and fails 0 and 1: half of the thousand rules.
+    assert sum(r["status"] == "pass" for r in durable[2]["results"]) == 500
