@@ -229,7 +229,7 @@ def test_deep_unknown_fields_are_refused_with_their_path(
     assert single.json()["errors"] == [{"path": "$", "message": message}]
     answer = client.post("/v1/check/batch", params={"as_of": AS_OF}, content=record + b"\n" + fine)
     assert [item["ok"] for item in answer.json()["results"]] == [False, True]
-    result, summary = scan(tmp_path, record + b"\n" + fine + b"\n")
+    _, summary = scan(tmp_path, record + b"\n" + fine + b"\n")
     assert (summary["verdicts"], summary["errors"]) == (1, 1)
     assert [(e["case_id"], e["message"]) for e in scan_errors(tmp_path)] == [("W-deep", message)]
     checked = cli("check", "-", "--as-of", AS_OF, stdin=record + b"\n" + fine)
