@@ -386,9 +386,10 @@ class Service:
             raise ApiError(
                 422, "as_of outside the calendar", [{"path": "query.as_of", "message": str(exc)}]
             ) from None
-        for at, why in failed.items():
+        for at, error in failed.items():
+            path = "query.as_of" if error.path == "as_of" else error.path  # as_of is a query parameter
             refused[positions[at]] = _refused(
-                positions[at], valid[at].case_id, [{"path": "$", "message": why}]
+                positions[at], valid[at].case_id, [{"path": path, "message": error.message}]
             )
         verdicts = done[0][1] if len(done) == 1 else _in_order(done)
         kept = [at for at in range(len(valid)) if at not in failed]

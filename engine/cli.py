@@ -150,8 +150,8 @@ def check_records(
             case_id = shown_id(obj.get("case_id")) if isinstance(obj, dict) else None
             errors.extend(RecordError(line, case_id, e.path, e.message) for e in exc.errors)
     done, failed = isolated(cases, lambda part: engine.check_many(part, as_of, lang))
-    for position, why in failed.items():
-        errors.append(RecordError(lines[position], cases[position].case_id, "$", why))
+    for position, error in failed.items():
+        errors.append(RecordError(lines[position], cases[position].case_id, error.path, error.message))
     verdicts: list[dict[str, Any] | None] = [None] * len(cases)
     for positions, part in done:
         for position, verdict in zip(positions, part, strict=True):

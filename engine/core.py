@@ -17,8 +17,8 @@ import numpy as np
 import orjson
 
 from engine.calendar import CalendarRangeError, WorkdayIndex, load_calendar
-from engine.cases import Case, CaseBase, shown_error, validate_case
-from engine.executors.plan import KindPlan, plan_kind
+from engine.cases import Case, CaseBase, CaseError, shown_error, validate_case
+from engine.executors.plan import KindPlan, plan_kind, status_of
 from engine.measures import Batch, Measured, measure_batch, referenced_fields
 from engine.rules import KINDS, RulePack, load_pack
 from engine.verdicts import Lang, SerialisedVerdicts, Verdict, VerdictBuilder
@@ -26,33 +26,6 @@ from engine.verdicts import Lang, SerialisedVerdicts, Verdict, VerdictBuilder
 EngineName = Literal["durable", "columnar"]
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 T = TypeVar("T")
-
-
-def isolated(
-    items: Sequence[Any], run: Callable[[Sequence[Any]], T]
-) -> tuple[list[tuple[list[int], T]], dict[int, str]]:
-    """``run`` over all ``items`` at once; where it raises, over halves, down to the single items that
-    make it raise. Returns each part that ran (its positions, its result) and, per item that failed, why.
-
-    This is how one record never sinks the others, whatever goes wrong while it is measured or matched:
-    a batch with k such records costs about k·log2(n) extra runs, a clean batch none. An ``as_of``
-    outside the calendar concerns the whole request, not a record, so it is raised as is.
-    """
-    done: list[tuple[list[int], T]] = []
-    failed: dict[int, str] = {}
-    parts = [list(range(len(items)))] if items else []
-    while parts:
-        part = parts.pop()
-        try:
-            done.append((part, run([items[i] for i in part])))
-        except CalendarRangeError:
-            raise
-        except Exception as exc:
-            if len(part) == 1:
-                failed[part[0]] = f"could not be checked: {shown_error(exc)}"
-            else:
-                parts += [part[len(part) // 2 :], part[: len(part) // 2]]
-    return done, failed
 
 
 class Executor(Protocol):
@@ -65,6 +38,66 @@ class Executor(Protocol):
     def positions(self, plan: KindPlan, measured: Measured) -> np.ndarray:
         """(cases × rules) int64 positions of each rule's outcome in its ``outcomes``: what scans count."""
         ...
+
+
+class CasesRefused(CalendarRangeError):
+    """Some cases could not be judged: as_of lies past the calendar and a rule of theirs is still pending
+    on it. ``refused`` maps their input positions to the reason; the others were judged (``verdicts``, in
+    input order without the refused ones)."""
+
+    def __init__(self, refused: dict[int, str], verdicts: Any, as_of: date, covered: tuple[int, int]) -> None:
+        super().__init__(as_of.year, covered)
+        self.refused = refused
+        self.verdicts = verdicts
+        self.args = (refused_reason(as_of, covered),)
+
+
+def refused_reason(as_of: date, covered: tuple[int, int]) -> str:
+    """Why an open case cannot be judged as of a day past the calendar."""
+    return (
+        f"{as_of} lies past the working-day calendar and the case is still open, so its working days "
+        f"cannot be counted: {CalendarRangeError(as_of.year, covered)}"
+    )
+
+
+def isolated(
+    items: Sequence[Any], run: Callable[[Sequence[Any]], T]
+) -> tuple[list[tuple[list[int], T]], dict[int, CaseError]]:
+    """``run`` over all ``items`` at once; where it raises, over halves, down to the single items that
+    make it raise. Returns each part that ran (the positions judged, their results in order) and, per
+    item not judged, its error: ``as_of`` for a case refused by ``CasesRefused``, ``$`` for a failure.
+
+    This is how one record never sinks the others, whatever goes wrong while it is measured or matched:
+    a batch with k such records costs about k·log2(n) extra runs, a clean batch none. An ``as_of``
+    outside the calendar for every case concerns the whole request, not a record: it is raised as is.
+    """
+    done: list[tuple[list[int], T]] = []
+    failed: dict[int, CaseError] = {}
+    parts = [list(range(len(items)))] if items else []
+    while parts:
+        part = parts.pop()
+        try:
+            done.append((part, run([items[i] for i in part])))
+        except CasesRefused as exc:  # the others of the part were judged
+            done.append(([p for i, p in enumerate(part) if i not in exc.refused], exc.verdicts))
+            failed.update((part[i], CaseError("as_of", why)) for i, why in exc.refused.items())
+        except CalendarRangeError:
+            raise
+        except Exception as exc:
+            if len(part) == 1:
+                failed[part[0]] = CaseError("$", f"could not be checked: {shown_error(exc)}")
+            else:
+                parts += [part[len(part) // 2 :], part[: len(part) // 2]]
+    return done, failed
+
+
+def pending_outcomes(plan: KindPlan, positions: np.ndarray) -> np.ndarray:
+    """(cases × rules) bool: the rule's outcome is pending."""
+    tables = [np.array([status_of(o.code) == "pending" for o in rp.outcomes], bool) for rp in plan.rules]
+    pending = np.zeros(positions.shape, bool)
+    for r, table in enumerate(tables):
+        pending[:, r] = table[positions[:, r]]
+    return pending
 
 
 def today_in_shanghai() -> date:
@@ -126,12 +159,16 @@ class Engine:
     ) -> list[dict[str, Any]]:
         """Verdict dicts (the JSON shape of ``Verdict``) for validated cases, in input order."""
         verdicts: list[dict[str, Any]] = [{}] * len(cases)
-        for kind, positions, measured in self._measured(cases, as_of):
+        refused: dict[int, str] = {}
+        for kind, positions, measured in self._measured(cases, as_of, refused):
             outcomes = self.executor.match(self.plans[kind], measured)
             for position, verdict in zip(
                 positions, self.builders[kind].build(measured, outcomes, lang), strict=True
             ):
                 verdicts[position] = verdict
+        if refused:
+            kept = [v for p, v in enumerate(verdicts) if p not in refused]
+            raise CasesRefused(refused, kept, parse_as_of(as_of), self.calendar.covered)
         return verdicts
 
     def check_serialised(
@@ -141,21 +178,47 @@ class Engine:
         order: for batches, which would otherwise build a dict per result only to serialise it."""
         # Object arrays, so that each kind's values are put in place by one fancy assignment.
         columns = {f.name: np.empty(len(cases), object) for f in fields(SerialisedVerdicts)}
-        for kind, positions, measured in self._measured(cases, as_of):
+        refused: dict[int, str] = {}
+        for kind, positions, measured in self._measured(cases, as_of, refused):
             outcomes = self.executor.positions(self.plans[kind], measured)
             built = self.builders[kind].build_json(measured, outcomes, lang)
             for name, column in columns.items():
                 column[positions] = np.fromiter(getattr(built, name), object, len(positions))
-        return SerialisedVerdicts(**{name: column.tolist() for name, column in columns.items()})
+        if refused:
+            kept = np.setdiff1d(np.arange(len(cases)), list(refused))
+            columns = {name: column[kept] for name, column in columns.items()}
+        verdicts = SerialisedVerdicts(**{name: column.tolist() for name, column in columns.items()})
+        if refused:
+            raise CasesRefused(refused, verdicts, parse_as_of(as_of), self.calendar.covered)
+        return verdicts
 
     def _measured(
-        self, cases: Sequence[Case], as_of: str | date | None
+        self, cases: Sequence[Case], as_of: str | date | None, refused: dict[int, str]
     ) -> Iterator[tuple[str, list[int], Measured]]:
-        """Per kind: the input positions of its cases and their measured batch."""
+        """Per kind: the input positions of its cases and their measured batch. Cases that cannot be
+        judged (``Measured.undecidable``) go into ``refused`` instead."""
         day = parse_as_of(as_of)
         by_kind: dict[str, list[int]] = {}
         for position, case in enumerate(cases):
             by_kind.setdefault(case.kind, []).append(position)
         for kind, positions in by_kind.items():
             batch = Batch.from_cases(kind, [cases[p] for p in positions], self.fields[kind])
-            yield kind, positions, measure_batch(self.pack, batch, self.calendar, day)
+            measured = measure_batch(self.pack, batch, self.calendar, day)
+            undecidable = self.undecidable(measured)
+            if undecidable is not None:
+                reason = refused_reason(day, self.calendar.covered)
+                refused.update((positions[row], reason) for row in np.flatnonzero(undecidable).tolist())
+                kept = np.flatnonzero(~undecidable)
+                if not len(kept):
+                    continue
+                positions = [positions[row] for row in kept.tolist()]
+                measured = measure_batch(self.pack, batch.take(kept), self.calendar, day)
+            yield kind, positions, measured
+
+    def undecidable(self, measured: Measured) -> np.ndarray | None:
+        """The rows of a measured batch that cannot be judged (``Measured.undecidable``); None if none."""
+        if all(m.beyond is None for m in measured.measures):
+            return None
+        plan = self.plans[measured.batch.kind]
+        rows = measured.undecidable(pending_outcomes(plan, self.executor.positions(plan, measured)))
+        return rows if rows.any() else None

@@ -16,12 +16,12 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from pydantic import BaseModel
 
-from engine.calendar import WorkdayIndex
+from engine.calendar import CalendarRangeError, WorkdayIndex
 from engine.cases import CASE_MODELS, leaf_types
 from engine.rules import (
     AllOf,
@@ -79,6 +79,11 @@ class Pauses:
         return cls(table[0], _PAUSE_REASON_ARRAY.take(table[1]), bounds[0], bounds[1], table[1], table[2:])
 
 
+def _pause_codes(pauses: Pauses) -> np.ndarray:
+    """Each pause's reason as its position in ``PauseReason``."""
+    return pauses.code if pauses.code is not None else (pauses.reason == _PAUSE_REASON_COLUMN).argmax(0)
+
+
 def exemption_columns(n: int, exemptions: Iterable[tuple[int, str, str]]) -> dict[str, np.ndarray]:
     """``Batch.exemptions`` of a batch of ``n`` rows from its exemptions as (row, rule, reason): rule id
     → the reason per row (None where the row is not exempted from it).
@@ -126,6 +131,37 @@ class Batch:
                 return self.days.take(rows, axis=0)  # a fancy index without the index parsing
         return np.array([self.columns[name].view(np.int64) for name in names], np.int64).reshape(
             len(names), self.n
+        )
+
+    def take(self, rows: np.ndarray) -> Batch:
+        """The batch of the given rows (int64 positions, ascending), pauses renumbered to match."""
+        number = np.full(self.n, -1, np.int64)
+        number[rows] = np.arange(len(rows))
+        pauses = self.pauses
+        kept = number[pauses.row] >= 0
+        table = np.array(
+            [
+                number[pauses.row[kept]],
+                _pause_codes(pauses)[kept],
+                pauses.start.view(np.int64)[kept],
+                pauses.end.view(np.int64)[kept],
+            ],
+            np.int64,
+        ).reshape(4, -1)
+        days = None if self.days is None else self.days[:, rows]
+        columns = {name: column[rows] for name, column in self.columns.items()}
+        if days is not None:
+            dates = days.view(_DAY)
+            columns.update((name, dates[row]) for name, row in self.day_row.items())
+        return Batch(
+            self.kind,
+            self.case_id[rows],
+            columns,
+            {name: column[rows] for name, column in self.fen.items()},
+            Pauses.of_table(table),
+            {rule: column[rows] for rule, column in self.exemptions.items()},
+            days,
+            self.day_row,
         )
 
     @classmethod
@@ -373,6 +409,22 @@ class RuleMeasure:
     not_excluded: np.ndarray | None = None  # pauses in the window whose reason does not stop the clock
     deadline_note: np.ndarray | None = None  # object: why a deadline could not be given
     extended: np.ndarray | None = None  # bool: the deadline fell on a rest day and moved (第203条)
+    # object: how an open case was counted, where not simply up to as_of (``OpenNote``), None elsewhere.
+    open_note: np.ndarray | None = None
+    # bool: open rows counted only up to the calendar's last day because as_of lies past it. Their value is
+    # a lower bound: a fail stands, anything else cannot be judged (``Measured.undecidable``).
+    beyond: np.ndarray | None = None
+
+
+@dataclass(frozen=True)
+class OpenNote:
+    """Why an open case's count stops short of as_of: it starts after as_of (``not_started``: nothing has
+    elapsed yet), or as_of lies past the calendar (``counted_to``: counted up to ``last``, a lower bound).
+    Hashable, so that results worded from it can be kept (``VerdictBuilder._measured_result``)."""
+
+    code: Literal["not_started", "counted_to"]
+    as_of: date
+    last: date | None = None
 
 
 @dataclass
@@ -384,9 +436,26 @@ class Measured:
     anchor: np.ndarray  # datetime64[D]
     measures: list[RuleMeasure]  # one per rule of the kind, in the pack's order
 
+    def undecidable(self, pending: np.ndarray) -> np.ndarray:
+        """Rows that cannot be judged: a rule is pending on a count that stopped at the calendar's last
+        day, as_of lying past it. ``pending`` is the (rows × rules) mask of pending outcomes.
+
+        A fail on such a count stands (more days can only add to it), and a rule that does not apply needs
+        no count: only what the judgement needs counts (SPEC.md).
+        """
+        rows = np.zeros(self.batch.n, bool)
+        for r, measure in enumerate(self.measures):
+            if measure.beyond is not None:
+                rows |= measure.beyond & pending[:, r]
+        return rows
+
 
 def measure_batch(pack: RulePack, batch: Batch, calendar: WorkdayIndex, as_of: date) -> Measured:
-    """Measure every rule of the batch's kind for every row."""
+    """Measure every rule of the batch's kind for every row.
+
+    An as_of before the calendar's first day is refused (every case starts inside the calendar, so it
+    would judge nothing); one past its last day counts open cases up to that day (``RuleMeasure.beyond``).
+    """
     plan = _measure_plan(pack, batch.kind)
     measurer = _Measurer(batch, calendar, as_of)
     distinct: list[RuleMeasure | None] = [None] * plan.slots
@@ -486,6 +555,7 @@ class _Window:
     start: np.ndarray  # datetime64[D], the latest of the named starts that is present
     end: np.ndarray  # datetime64[D], as_of for open cases (never past the calendar's last day)
     is_open: np.ndarray
+    not_started: np.ndarray  # open, and starting after as_of: its end is its start
     valid: np.ndarray  # the start is present
     missing: np.ndarray  # object: the first start's name where no start is present
 
@@ -537,17 +607,29 @@ def _beyond_text(calendar: WorkdayIndex) -> str:
 # that costs more than the test on a batch of one, and the measures make a few dozen such calls per batch.
 
 
-@functools.lru_cache(maxsize=64)
-def _judged_as_of(calendar: WorkdayIndex, as_of: date) -> tuple[np.datetime64, int]:
-    """The day open cases are judged on (as_of, never past the calendar), as a date and a day number.
+@dataclass(frozen=True)
+class _AsOf:
+    """The day open cases are judged on, in the forms the measures read."""
 
-    Cached: a service checks many cases against the same as_of, and building the NumPy scalar costs more
-    than a batch of one's arithmetic with it.
-    """
+    date: date
+    day: np.datetime64  # as_of itself: calendar days run up to it whatever the calendar covers
+    counted_day: int  # as_of's day number, capped at the calendar's last day: working days stop there
+    beyond: bool  # as_of lies past the calendar's last day
+    counted_to: OpenNote | None  # the note of open rows counted to the last day (when ``beyond``)
+
+
+@functools.lru_cache(maxsize=64)
+def _judged_as_of(calendar: WorkdayIndex, as_of: date) -> _AsOf:
+    """Cached: a service checks many cases against the same as_of, and building the NumPy scalars costs
+    more than a batch of one's arithmetic with them."""
     # Compared as dates (cheaper than NumPy scalars); a datetime keeps NumPy's reading of it.
     day = as_of if type(as_of) is date else np.datetime64(as_of, "D").item()
-    judged = np.datetime64(min(day, calendar.last), "D")
-    return judged, int(judged.view(np.int64))
+    if day < calendar.first:
+        raise CalendarRangeError(day.year, calendar.covered)
+    beyond = day > calendar.last
+    counted = np.datetime64(min(day, calendar.last), "D")
+    note = OpenNote("counted_to", day, calendar.last) if beyond else None
+    return _AsOf(day, np.datetime64(day, "D"), int(counted.view(np.int64)), beyond, note)
 
 
 class _Measurer:
@@ -558,14 +640,14 @@ class _Measurer:
         self.calendar = calendar
         self.constants = constants = _calendar_constants(calendar)
         self.first, self.first_day = constants.first, constants.first_day
-        self.judged_as_of, self.judged_day = _judged_as_of(calendar, as_of)
+        self.as_of = _judged_as_of(calendar, as_of)
         self.windows: dict[tuple[tuple[str, ...], str], _Window] = {}
         self.no_rows = np.zeros(batch.n, bool)
         # All None: the missing names or notes of measures that have none, shared like ``no_rows`` (nothing
         # writes into a measure's arrays), so a batch builds one instead of one per rule.
         self.nones = np.empty(batch.n, object)
 
-    def named_where(self, mask: np.ndarray, name: str) -> np.ndarray:
+    def named_where(self, mask: np.ndarray, name: object) -> np.ndarray:
         """The input's name (or a note) where ``mask`` holds, None elsewhere.
 
         Most masks are all False: then the answer is the shared ``nones``, so a batch of one pays for
@@ -643,14 +725,18 @@ class _Measurer:
             valid = ~np.isnat(start)
             end = columns[end_name]
             is_open = np.isnat(end) & valid
-            if np.count_nonzero(is_open):  # closed cases keep their own end; no substitution to make
-                end = np.where(is_open, self.judged_as_of, end)
-            # The range check of the working-day windows, so that a date outside the calendar is the
-            # same error whichever rule reads it. Rows without a start are checked at the first day.
+            not_started = self.no_rows
+            # The range check of the working-day windows, on the dates the cases carry, so that a date
+            # outside the calendar is the same error whichever rule reads it (counting calendar days up
+            # to as_of needs no calendar). Rows without a start are checked at the first day.
             both_valid = np.concatenate((valid, valid))
-            days = np.where(both_valid, np.concatenate((start, end)), self.first)
+            days = np.where(both_valid, np.concatenate((start, np.where(is_open, start, end))), self.first)
             self.check_positions(days.view(np.int64) - self.first_day)
-            self.windows[key] = _Window(start, end, is_open, valid, self.named_where(~valid, starts[0]))
+            if np.count_nonzero(is_open):  # closed cases keep their own end; no substitution to make
+                not_started = is_open & (start > self.as_of.day)
+                end = np.where(is_open, np.where(not_started, start, self.as_of.day), end)
+            missing = self.named_where(~valid, starts[0])
+            self.windows[key] = _Window(start, end, is_open, not_started, valid, missing)
         return self.windows[key]
 
     def working_days(self, group: _WorkingDayGroup) -> list[RuleMeasure]:
@@ -673,7 +759,7 @@ class _Measurer:
         days = np.concatenate((self.batch.day_block(group.bounds).ravel(), pause_days.ravel()))
         nat = days == _NAT_ARRAY
         # Unconditionally: ``putmask`` costs less than testing the mask first, and is linear like the test.
-        np.putmask(days, nat, self.judged_day)
+        np.putmask(days, nat, self.as_of.counted_day)
         window_nat = nat[:windows].reshape(2, k, n)
         no_start = window_nat[0]
         # Open: the end is absent and the start is not. On bools, ``>`` is "and not" in one operation.
@@ -684,6 +770,11 @@ class _Measurer:
         # there), which clips every pause away. Unconditionally, for the same reason as the ``putmask``;
         # a copy where the mask holds costs less than multiplying int64 positions by a bool mask.
         np.copyto(positions, 0, where=no_start)
+        not_started = None
+        if np.count_nonzero(is_open):
+            # An open case that starts after as_of has nothing elapsed yet: its window ends at its start.
+            not_started = is_open & (positions[1] < positions[0])
+            np.copyto(positions[1], positions[0], where=not_started)
         self.check_positions(every)
         tallies = self.paused_working_days(group, positions, every[windows:])
         excluded, not_excluded = tallies.astype(np.int64)
@@ -706,10 +797,27 @@ class _Measurer:
         nones = itertools.repeat(self.nones)
         note = self.beyond_note(beyond) if np.count_nonzero(beyond) else nones
         missing = np.where(no_start, group.start_names, _NONE) if np.count_nonzero(no_start) else nones
-        # Positional (value, missing, open, allowance, deadline, excluded, not_excluded, deadline_note):
-        # keyword arguments cost a batch of one more than building the row views. ``map`` stops at the
-        # rules' arrays (k rows each); the shared ones repeat.
-        return list(map(RuleMeasure, value, missing, is_open, _NONES, deadline, excluded, not_excluded, note))
+        open_note, counted_short = self.open_notes(is_open, not_started)
+        # Positional (value, missing, open, allowance, deadline, excluded, not_excluded, deadline_note,
+        # extended, open_note, beyond): keyword arguments cost a batch of one more than building the row
+        # views. ``map`` stops at the rules' arrays (k rows each); the shared ones repeat.
+        return list(
+            map(
+                RuleMeasure,
+                *(value, missing, is_open, _NONES, deadline, excluded, not_excluded, note, _NONES),
+                open_note,
+                counted_short,
+            )
+        )
+
+    def open_notes(self, is_open: np.ndarray, not_started: np.ndarray | None) -> tuple[Iterable, Iterable]:
+        """The working-day rules' ``open_note`` and ``beyond`` rows (iterables over the rules)."""
+        if self.as_of.beyond and np.count_nonzero(is_open):
+            return self.named_where(is_open, self.as_of.counted_to), is_open
+        if not_started is not None and np.count_nonzero(not_started):
+            note = OpenNote("not_started", self.as_of.date)
+            return self.named_where(not_started, note), _NONES
+        return itertools.repeat(self.nones), _NONES
 
     def paused_working_days(
         self, group: _WorkingDayGroup, positions: np.ndarray, pause_positions: np.ndarray
@@ -740,7 +848,7 @@ class _Measurer:
             kept = clipped[1] > clipped[0]
         if not p or not np.count_nonzero(kept):
             return np.zeros((2, k, n))
-        codes = pauses.code if pauses.code is not None else (pauses.reason == _PAUSE_REASON_COLUMN).argmax(0)
+        codes = _pause_codes(pauses)
         groups = group.by_reason.take(codes, axis=1)
         excludable = group.excludes.take(codes, axis=1)
         if n > 1:  # a batch of one has one group per tally
@@ -807,6 +915,7 @@ class _Measurer:
             deadline=shown,
             deadline_note=note,
             extended=extended,
+            open_note=self.named_where(window.not_started, OpenNote("not_started", self.as_of.date)),
         )
 
 

@@ -29,9 +29,10 @@ import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
 from engine.aggregates import AggregateAccumulator, Period
+from engine.calendar import CalendarRangeError
 from engine.cases import Case, InvalidCase, shown_id, validate_case
 from engine.cases import CaseError as CaseProblem
-from engine.core import Engine, isolated, parse_as_of
+from engine.core import Engine, isolated, parse_as_of, refused_reason
 from engine.executors.plan import KindPlan, status_of
 from engine.ingest import Located, RecordFrame, read_ndjson_frames, read_parquet_frames, validate_frame
 from engine.measures import Batch, Measured, measure_batch
@@ -375,9 +376,11 @@ class ChunkChecker:
             done, failed = isolated(items, partial(self._checked_cases, kind_name, chunk.file))
             for _, part in done:
                 self._merge_part(outcome, aggregates, part)
-            for position, why in failed.items():
+            for position, error in failed.items():
                 located, case = items[position]
-                outcome.errors.append(ScanError(located.file, located.line, case.case_id, "$", why))
+                outcome.errors.append(
+                    ScanError(located.file, located.line, case.case_id, error.path, error.message)
+                )
         outcome.aggregates = dict(aggregates.groups)
         return outcome
 
@@ -417,6 +420,20 @@ class ChunkChecker:
         engine = self.engine
         kind = batch.kind
         measured = measure_batch(engine.pack, batch, engine.calendar, self.as_of)
+        undecidable = engine.undecidable(measured)
+        if undecidable is not None:
+            reason = refused_reason(self.as_of, engine.calendar.covered)
+            outcome.errors.extend(
+                ScanError(file, line, case_id, "as_of", reason)
+                for line, case_id in zip(
+                    lines[undecidable].tolist(), batch.case_id[undecidable].tolist(), strict=True
+                )
+            )
+            kept = np.flatnonzero(~undecidable)
+            if not len(kept):
+                return
+            batch, lines = batch.take(kept), lines[kept]
+            measured = measure_batch(engine.pack, batch, engine.calendar, self.as_of)
         tables = self.outcomes[kind]
         positions = engine.executor.positions(engine.plans[kind], measured)
         joined = positions + tables.shift  # (cases × rules) positions in the joined tables
@@ -611,6 +628,8 @@ class Scanner:
         self.engine = engine
         self.out = out
         self.as_of = parse_as_of(as_of)
+        if self.as_of < engine.calendar.first:  # before every case: refused before anything is written
+            raise CalendarRangeError(self.as_of.year, engine.calendar.covered)
         self.period = period
         self.by = by
         self.workers = workers

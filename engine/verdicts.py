@@ -19,7 +19,7 @@ import orjson
 from pydantic import BaseModel
 
 from engine.executors.plan import KindPlan, RulePlan, status_of
-from engine.measures import Measured, RuleMeasure
+from engine.measures import Measured, OpenNote, RuleMeasure
 from engine.rules import AllOf, Condition, Leaf, MonthsMeasure, NotOf, Rule
 
 Status = Literal["pass", "fail", "pending", "exempt", "not_applicable"]
@@ -37,6 +37,10 @@ class RuleResult(BaseModel):
     remaining: int | None = None
     excluded: int | None = None
     reason: str | None = None
+    # How an open case was counted where not simply up to as_of: ``not_started`` (it starts after as_of,
+    # so nothing has elapsed), ``counted_to`` (as_of lies past the calendar: counted to its last day, so
+    # ``value`` is a lower bound; only a fail is given so).
+    note: Literal["not_started", "counted_to"] | None = None
     message: str
     source: str
 
@@ -120,6 +124,8 @@ _TEXT = {
         "not_excluded": "；{count}不属可扣除情形，未扣除",
         "extended": "；期限顺延至{deadline}",
         "no_deadline": "；期限超出工作日历覆盖范围，未给出",
+        "not_started": "；截至{as_of}尚未开始",
+        "counted_to": "；{as_of}超出工作日历覆盖范围，计至日历末日{last}，实际不少于此数",
         "not_given": "未给出",
     },
     "en": {
@@ -139,6 +145,11 @@ _TEXT = {
         "not_excluded": "; {count} not excluded (no excludable reason)",
         "extended": "; deadline extended to {deadline}",
         "no_deadline": "; the deadline lies beyond the working-day calendar",
+        "not_started": "; not yet started as of {as_of}",
+        "counted_to": (
+            "; counted up to {last}, the working-day calendar's last day, as {as_of} lies beyond it: "
+            "at least this many"
+        ),
         "not_given": "not given",
     },
 }
@@ -170,7 +181,16 @@ def _day(value: np.datetime64 | None) -> date | None:
 
 # The measure's arrays a measured result is worded from, in the order of ``_measured_result``'s arguments:
 # what rows must share to share a wording.
-_MEASURE_ROWS = ("value", "allowance", "deadline", "excluded", "not_excluded", "deadline_note", "extended")
+_MEASURE_ROWS = (
+    "value",
+    "allowance",
+    "deadline",
+    "excluded",
+    "not_excluded",
+    "deadline_note",
+    "extended",
+    "open_note",
+)
 _NO_ROWS = itertools.repeat(None)  # a measure without one of those arrays: None in every row
 
 
@@ -192,6 +212,7 @@ def _measure_rows(measure: RuleMeasure) -> list[tuple[Any, ...]]:
             _NO_ROWS if m.not_excluded is None else m.not_excluded.tolist(),
             _NO_ROWS if m.deadline_note is None else m.deadline_note.tolist(),
             _NO_ROWS if m.extended is None else m.extended.tolist(),
+            _NO_ROWS if m.open_note is None else m.open_note.tolist(),
             strict=False,  # the absent arrays repeat None without end
         )
     )
@@ -410,6 +431,7 @@ class VerdictBuilder:
         not_excluded: int | None,
         deadline_note: str | None,
         extended: bool | None,
+        open_note: OpenNote | None,
     ) -> dict[str, Any]:
         """A measured result (pass, pending, fail) from one row's ``_measure_rows`` values: nothing else
         of the case, so that ``_measured_result`` may keep it for the next row with the same values."""
@@ -453,6 +475,9 @@ class VerdictBuilder:
             message += text["extended"].format(deadline=deadline)
         if deadline_note is not None:
             message += text["no_deadline"]
+        if open_note is not None:
+            result["note"] = open_note.code
+            message += text[open_note.code].format(as_of=open_note.as_of, last=open_note.last)
         result["message"] = message
         result["source"] = self._sources[rule_id]
         return result

@@ -20,10 +20,15 @@ import pytest
 from engine import Engine
 from engine.cases import validate_case
 from engine.generate import generate_cases
+from engine.measures import OpenNote
 from engine.rules import AllOf, Condition
 from engine.verdicts import UNITS
 
 COUNTS = (0, 1, 2)
+OPEN_NOTES = (
+    OpenNote("not_started", date(2026, 3, 2)),
+    OpenNote("counted_to", date(2027, 1, 5), date(2026, 12, 31)),
+)
 AS_OF = "2026-11-24"
 _EN = UNITS["en"]
 SINGULAR = "|".join(
@@ -98,13 +103,20 @@ def every_message(engine: Engine) -> dict[tuple[str, str], list[str]]:
                             not_excluded,
                             None,
                             extended,
+                            None,
                         )
                         found.append(result["message"])
                     found.append(
-                        builder._measured_result(rule.id, code, "en", 1, 1, None, None, None, "beyond", None)[
-                            "message"
-                        ]
+                        builder._measured_result(
+                            rule.id, code, "en", 1, 1, None, None, None, "beyond", None, None
+                        )["message"]
                     )
+                    for note in OPEN_NOTES:
+                        found.append(
+                            builder._measured_result(
+                                rule.id, code, "en", 1, 2, deadline, 0, 0, None, None, note
+                            )["message"]
+                        )
                     continue
                 # The reasoned outcomes read the case only for these: stand-ins for one row.
                 measure = SimpleNamespace(missing=np.array(["started_at"], object))
@@ -180,5 +192,5 @@ def test_chinese_pause_wordings_are_unchanged(columnar: Engine) -> None:
     """Chinese does not inflect: the pause notes read as before the unit words were shared."""
     builder = columnar.builders["water_connection"]
     rule = next(r.rule.id for r in builder.plan.rules if r.rule.unit == "working_days")
-    message = builder._measured_result(rule, "pass", "zh", 1, 1, None, 2, 1, None, None)["message"]
+    message = builder._measured_result(rule, "pass", "zh", 1, 1, None, 2, 1, None, None, None)["message"]
     assert message.endswith("；已扣除暂停2个工作日；1段暂停不属可扣除情形，未扣除")

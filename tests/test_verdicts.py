@@ -163,7 +163,7 @@ def test_kept_wordings_are_copies_and_keyed_by_every_input(engine: Engine) -> No
     assert other["value"] == 1 and other["message"].startswith("pass: ") and "(1 step," in other["message"]
     builder = engine.builders["water_connection"]
     words = [
-        builder._measured_result("water.steps", "pass", "zh", v, *[None] * 6)["message"] for v in (1, True)
+        builder._measured_result("water.steps", "pass", "zh", v, *[None] * 7)["message"] for v in (1, True)
     ]
     assert "实际1个环节" in words[0] and "实际true" in words[1]
 
@@ -172,5 +172,5 @@ def test_kept_wordings_are_bounded(engine: Engine) -> None:
     """However many distinct rows a long run words, the builder keeps at most ``WORDED_RESULTS``."""
     builder = engine.builders["water_connection"]
     for value in range(WORDED_RESULTS + 10):
-        builder._measured_result("water.steps", "fail", "en", float(value), *[None] * 6)
+        builder._measured_result("water.steps", "fail", "en", float(value), *[None] * 7)
     assert builder._measured_result.cache_info().currsize == WORDED_RESULTS
