@@ -365,6 +365,8 @@ def scan(
             summary = scanner.scan(files, lambda n: bar.advance(task, n), skipped)
     except CalendarRangeError as exc:
         fail(f"--as-of: {exc}")
+    if summary["input"] == 0:
+        fail(f"no case records in {', '.join(map(str, files))} (the files are empty)")
     report = write_report(out_dir)
     _print_summary(summary, out_dir)
     out.print(f"report: {report}")
