@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal, NoReturn
 import orjson
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from engine.calendar import CalendarRangeError, load_calendar
@@ -92,7 +93,7 @@ def read_records(data: bytes) -> tuple[list[tuple[int, Any]], list[RecordError]]
 
 def fail(message: str) -> NoReturn:
     """A user error: one line on stderr and exit 2, never a traceback (nor exit 1, which means "fail")."""
-    err.print(f"[red]error:[/] {message}", markup=True, highlight=False)
+    err.print(f"[red]error:[/] {escape(message)}", highlight=False)
     raise typer.Exit(EXIT_INVALID)
 
 

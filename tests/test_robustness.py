@@ -409,3 +409,8 @@ def test_long_values_are_cut_in_messages(client: TestClient, tmp_path: Path) -> 
     assert len(in_batch.content) < 1_000
     scan(tmp_path, orjson.dumps(record) + b"\n")
     assert (tmp_path / "out" / "errors.jsonl").stat().st_size < 1_000
+
+
+def test_an_error_quoting_brackets_is_printed_as_given() -> None:
+    """Messages are not read as console markup: ``[/x]`` once raised a markup error (a traceback)."""
+    one_line_exit_2(cli("check", "--lang", "[/x]"), "got '[/x]'")
