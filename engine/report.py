@@ -24,7 +24,7 @@ import polars as pl
 from engine.aggregates import PERIOD_MONTHS, Period, period_code, period_label
 from engine.calendar import SHANGHAI
 from engine.rules import MonthsMeasure, RulePack, load_pack
-from engine.verdicts import UNITS, quantity
+from engine.verdicts import CASE_VERDICTS, UNITS, quantity
 
 DRILL_ROWS = 1_000  # failing cases per rule embedded in the page; the rest stay in results.parquet
 MAX_ERRORS = 200  # input errors listed in the page; errors.jsonl has them all
@@ -40,9 +40,16 @@ STATUS_ZH = {
     "exempt": "豁免",
     "not_applicable": "不适用",
     "warn": "警示",
+    "not_checked": "未逐案检查",
     "insufficient_data": "样本不足",
 }
-VERDICT_COLORS = {"pass": "#2e8b57", "warn": "#e0a100", "pending": "#5b8def", "fail": "#d64545"}
+VERDICT_COLORS = {
+    "pass": "#2e8b57",
+    "warn": "#e0a100",
+    "pending": "#5b8def",
+    "fail": "#d64545",
+    "not_checked": "#9aa0a6",
+}
 PERIOD_ZH: dict[Period, tuple[str, str]] = {  # (the section's adjective, the period's noun)
     "month": ("月度", "月份"),
     "quarter": ("季度", "季度"),
@@ -587,7 +594,7 @@ def verdict_bar(counts: dict[str, int], width: int = 880, height: int = 26) -> s
         f'height="{height}" preserveAspectRatio="none">'
     ]
     x = 0.0
-    for verdict in ("pass", "warn", "pending", "fail"):
+    for verdict in CASE_VERDICTS:
         n = counts.get(verdict, 0)
         w = width * n / total
         if n:
@@ -613,7 +620,7 @@ def _overview(data: ReportData) -> str:
         ("已判定", f"{verdicts:,}", "verdicts"),
         ("输入错误", f"{int(s.get('errors', 0)):,}", "errors"),
     ]
-    for verdict in ("pass", "warn", "pending", "fail"):
+    for verdict in CASE_VERDICTS:
         n = int(counts.get(verdict, 0))
         share = f"{n / verdicts:.1%}" if verdicts else "–"
         cards.append((f"{STATUS_ZH[verdict]}", f"{n:,}<small> {share}</small>", verdict))
@@ -633,7 +640,7 @@ def _overview(data: ReportData) -> str:
     meta_html = "".join(f"<dt>{escape(k)}</dt><dd>{escape(str(v))}</dd>" for k, v in meta)
     legend = "".join(
         f'<span class="key"><i style="background:{VERDICT_COLORS[v]}"></i>{STATUS_ZH[v]}</span>'
-        for v in ("pass", "warn", "pending", "fail")
+        for v in CASE_VERDICTS
     )
     return (
         '<section id="overview"><h2>概览</h2>'

@@ -36,6 +36,7 @@ from engine.core import Engine, isolated, parse_as_of, refused_reason
 from engine.executors.plan import KindPlan, status_of
 from engine.ingest import Located, RecordFrame, read_ndjson_frames, read_parquet_frames, validate_frame
 from engine.measures import Batch, Measured, measure_batch
+from engine.verdicts import CASE_VERDICTS
 
 SUFFIXES = {".ndjson": "ndjson", ".jsonl": "ndjson", ".json": "json", ".csv": "csv", ".parquet": "parquet"}
 GZIP = ".gz"  # any text form may be gzipped (.ndjson.gz, .jsonl.gz, .json.gz, .csv.gz)
@@ -199,9 +200,7 @@ class ScanTotals:
     input: int = 0
     verdicts: int = 0
     errors: int = 0
-    verdict_counts: dict[str, int] = field(
-        default_factory=lambda: dict.fromkeys(("pass", "warn", "pending", "fail"), 0)
-    )
+    verdict_counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(CASE_VERDICTS, 0))
     rule_counts: dict[str, dict[str, int]] = field(default_factory=dict)
 
 
@@ -218,7 +217,9 @@ class ChunkOutcome:
     aggregates: dict[tuple[str, str, str | None], list[float]] = field(default_factory=dict)
 
 
-VERDICT_NAMES = ("pass", "pending", "warn", "fail")  # ordered by precedence, as ``verdicts.case_verdict``
+# Ordered by precedence, as ``verdicts.case_verdict``; then not_checked, the verdict of a kind without
+# per-case rules.
+VERDICT_NAMES = ("pass", "pending", "warn", "fail", "not_checked")
 
 
 @dataclass(frozen=True)
@@ -302,6 +303,8 @@ def _repeated(text: str, n: int) -> pl.Series:
 def _verdicts(fails: np.ndarray, pending: np.ndarray, mandatory: np.ndarray) -> np.ndarray:
     """Case verdicts (positions in ``VERDICT_NAMES``) from (cases × rules) fail and pending matrices, as
     ``verdicts.case_verdict`` rolls them up."""
+    if not fails.shape[1]:
+        return np.full(len(fails), VERDICT_NAMES.index("not_checked"), np.int64)
     verdict = np.zeros(len(fails), np.int64)
     verdict[pending.any(axis=1)] = 1
     verdict[(fails & ~mandatory).any(axis=1)] = 2

@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import itertools
 import math
+import typing
 from dataclasses import dataclass
 from datetime import date
 from typing import Any, Literal
@@ -24,6 +25,8 @@ from engine.rules import AllOf, Condition, Leaf, MonthsMeasure, NotOf, Rule
 
 Status = Literal["pass", "fail", "pending", "exempt", "not_applicable"]
 Lang = Literal["zh", "en"]
+CaseVerdict = Literal["pass", "warn", "pending", "fail", "not_checked"]
+CASE_VERDICTS: tuple[CaseVerdict, ...] = typing.get_args(CaseVerdict)  # the order reports show them in
 
 
 class RuleResult(BaseModel):
@@ -48,7 +51,9 @@ class RuleResult(BaseModel):
 class Verdict(BaseModel):
     case_id: str
     kind: str
-    verdict: Literal["fail", "warn", "pending", "pass"]
+    # ``not_checked``: the kind has no per-case rules (loans, customs declarations: only aggregates judge
+    # them), so nothing was checked; never ``pass``.
+    verdict: CaseVerdict
     as_of: date
     ruleset: str
     calendar: str
@@ -597,10 +602,13 @@ def _conjunct(rule: Rule, k: int) -> Condition:
 
 
 def case_verdict(results: list[dict[str, Any]]) -> str:
-    """fail if a mandatory rule fails; warn if an advisory one does; pending if any is pending; else pass.
+    """fail if a mandatory rule fails; warn if an advisory one does; pending if any is pending; else pass;
+    not_checked when the kind has no per-case rule at all.
 
     One pass that stops at the first mandatory failure: it runs for every case checked.
     """
+    if not results:
+        return "not_checked"
     warn = pending = False
     for result in results:
         status = result["status"]
