@@ -26,6 +26,7 @@ import codecs
 import copy
 import gc
 import hmac
+import importlib.resources
 import logging
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -530,6 +531,17 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     422: {"model": ErrorBody, "description": "invalid input; every problem with its JSON path"},
 }
 CASE_REF = {"$ref": "#/components/schemas/CaseRecord"}
+# Sample cases (from cases/samples) shown on /docs as request bodies; shipped with the package.
+SAMPLE_CASES: dict[str, Any] = orjson.loads(
+    importlib.resources.files("engine").joinpath("openapi_examples.json").read_bytes()
+)
+CASE_EXAMPLES = {
+    name: {"summary": f"{case['kind']} {case['case_id']}", "value": case}
+    for name, case in SAMPLE_CASES.items()
+}
+BATCH_EXAMPLES = {
+    "array": {"summary": "a JSON array of sample cases", "value": list(SAMPLE_CASES.values())},
+}
 
 
 api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="the key of a name:key entry")
@@ -562,14 +574,21 @@ async def authenticate(
 
 Caller = Annotated[str | None, Depends(authenticate)]
 AsOf = Annotated[
-    date | None, Query(description="judge open cases as of this date (default: today in Asia/Shanghai)")
+    date | None,
+    Query(
+        description="judge open cases as of this date (default: today in Asia/Shanghai)",
+        examples=["2026-11-24"],
+    ),
 ]
 LangQ = Annotated[
-    Literal["zh", "en"] | None, Query(description="message language; overrides Accept-Language")
+    Literal["zh", "en"] | None,
+    Query(description="message language; overrides Accept-Language", examples=["en"]),
 ]
 AcceptLanguage = Annotated[str | None, Header(include_in_schema=False)]
-RuleId = Annotated[str, PathParam(description="e.g. water.no_external.2wd")]
-CaseId = Annotated[str, PathParam(min_length=1, max_length=128)]
+RuleId = Annotated[
+    str, PathParam(description="e.g. water.no_external.2wd", examples=["water.no_external.2wd"])
+]
+CaseId = Annotated[str, PathParam(min_length=1, max_length=128, examples=["W-2026-0001"])]
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -632,7 +651,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         response_model=Verdict,
         responses=ERRORS,
         openapi_extra={
-            "requestBody": {"required": True, "content": {"application/json": {"schema": CASE_REF}}}
+            "requestBody": {
+                "required": True,
+                "content": {"application/json": {"schema": CASE_REF, "examples": CASE_EXAMPLES}},
+            }
         },
     )
     async def check(
@@ -665,7 +687,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 "required": True,
                 "content": {
                     "application/json": {
-                        "schema": {"type": "array", "items": CASE_REF, "maxItems": MAX_BATCH_CASES}
+                        "schema": {"type": "array", "items": CASE_REF, "maxItems": MAX_BATCH_CASES},
+                        "examples": BATCH_EXAMPLES,
                     }
                 },
             }
@@ -697,7 +720,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @app.get("/v1/rules", summary="Every rule of the pack", response_model=RuleList, responses=ERRORS)
     async def rules(
-        who: Caller, kind: Annotated[str | None, Query(description="only this kind's rules")] = None
+        who: Caller,
+        kind: Annotated[
+            str | None, Query(description="only this kind's rules", examples=["water_connection"])
+        ] = None,
     ) -> Response:
         listed = [_rule_summary(r) for r in pack.by_id.values() if kind is None or r.kind in (kind, "*")]
         return json_response({"ruleset": pack.version, "rules": listed})
@@ -724,8 +750,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     async def working_days(
         who: Caller,
-        start: Annotated[str, Query(description="ISO 8601 date or timestamp (Asia/Shanghai unless offset)")],
-        end: Annotated[str, Query(description="ISO 8601 date or timestamp")],
+        start: Annotated[
+            str,
+            Query(
+                description="ISO 8601 date or timestamp (Asia/Shanghai unless offset)",
+                examples=["2020-01-23"],
+            ),
+        ],
+        end: Annotated[str, Query(description="ISO 8601 date or timestamp", examples=["2020-02-04"])],
     ) -> Response:
         first = _calendar_date(start, "start", calendar)
         last = _calendar_date(end, "end", calendar)
@@ -742,8 +774,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     async def deadline(
         who: Caller,
-        start: Annotated[str, Query(description="ISO 8601 date or timestamp")],
-        days: Annotated[int, Query(ge=-10_000, le=10_000, description="working days; negative counts back")],
+        start: Annotated[str, Query(description="ISO 8601 date or timestamp", examples=["2026-09-30"])],
+        days: Annotated[
+            int, Query(ge=-10_000, le=10_000, description="working days; negative counts back", examples=[2])
+        ],
     ) -> Response:
         first = _calendar_date(start, "start", calendar)
         try:

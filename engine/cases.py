@@ -12,6 +12,7 @@ Validation collects every problem of a record in one pass (pydantic does the col
 from __future__ import annotations
 
 import math
+import re
 import reprlib
 import types
 import typing
@@ -102,6 +103,33 @@ def calendar_bounds() -> tuple[date, date]:
     return _calendar_bounds
 
 
+# The text forms a field takes: one definition for the models, the column checks (``engine.ingest``) and
+# the exported JSON Schema. The models accept text of the form and then apply their bounds; the schema's
+# patterns (``*_SCHEMA_TEXT``) are the form and the bound in one, so that a JSON Schema validator accepts
+# exactly what the models do. Only what a pattern cannot say is left to the models' own checks: a day
+# that does not exist (2026-02-30), a year outside the calendar, a fraction of a fen in a JSON number.
+TIMESTAMP_TEXT = (
+    r"^([0-9]{4}-[0-9]{2}-[0-9]{2})(?:[T ]([0-9]{2}):([0-9]{2})(?::([0-9]{2})(?:\.([0-9]{1,6}))?)?"
+    r"(Z|[+-][0-9]{2}:[0-9]{2})?)?$"
+)
+TIMESTAMP_SCHEMA_TEXT = (
+    r"^[0-9]{4}-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12][0-9]|3[01])"
+    r"(?:[T ](?:[01][0-9]|2[0-3]):[0-5][0-9](?::[0-5][0-9](?:\.[0-9]{1,6})?)?"
+    r"(?:Z|[+-](?:[01][0-9]|2[0-3]):[0-5][0-9])?)?$"
+)
+NUMBER_TEXT = r"^-?[0-9]+(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?$"
+INTEGER_TEXT = r"^-?[0-9]+(?:\.0+)?$"
+MONEY_TEXT = r"^-?[0-9]+(?:\.[0-9]+)?$"
+TIMESTAMP_FORM = re.compile(TIMESTAMP_TEXT)
+# Negative zero ("-0", "-0.0") is not negative: the models take it, so the schema does too.
+NON_NEGATIVE_NUMBER_SCHEMA_TEXT = r"^(?:[0-9]+(?:\.[0-9]+)?|-0+(?:\.0+)?)(?:[eE][+-]?[0-9]+)?$"
+NON_NEGATIVE_INTEGER_SCHEMA_TEXT = r"^(?:[0-9]+|-0+)(?:\.0+)?$"
+POSITIVE_INTEGER_SCHEMA_TEXT = r"^0*[1-9][0-9]*(?:\.0+)?$"
+# At most 13 digits before the point (after leading zeros): the models' MAX_MONEY.
+MONEY_SCHEMA_TEXT = r"^(?:0*[0-9]{1,13}(?:\.[0-9]{1,2}0*)?|-0+(?:\.0+)?)$"
+POSITIVE_MONEY_SCHEMA_TEXT = r"^(?=[0-9.]*[1-9])0*[0-9]{1,13}(?:\.[0-9]{1,2}0*)?$"
+
+
 def _in_calendar(value: date | datetime) -> date | datetime:
     """Refuse a date the calendar cannot judge: SPEC says an uncovered year is an error, never a guess."""
     day = value.date() if isinstance(value, datetime) else value
@@ -124,7 +152,13 @@ def _parse_timestamp(value: Any) -> date | datetime:
     local date is taken in the one zone the standards are written for.
     """
     if isinstance(value, str):
-        text = value.strip()
+        text = value
+        if not TIMESTAMP_FORM.match(text):
+            raise PydanticCustomError(
+                "timestamp_parsing",
+                "must be an ISO 8601 date or timestamp (2026-03-02, 2026-03-02T09:30:00+08:00), got {input}",
+                {"input": repr(value)},
+            )
         try:
             if "T" in text or "t" in text or " " in text:
                 parsed: date | datetime = datetime.fromisoformat(text)
@@ -165,10 +199,11 @@ Timestamp = Annotated[
     WithJsonSchema(
         {
             "type": "string",
+            "pattern": TIMESTAMP_SCHEMA_TEXT,
             "description": (
                 "ISO 8601 date (2026-03-02) or timestamp (2026-03-02T09:30:00+08:00). Without an offset a "
-                "timestamp is Asia/Shanghai time; with one it is converted to Asia/Shanghai. Must fall in "
-                "a year covered by the working-day calendar."
+                "timestamp is Asia/Shanghai time; with one it is converted to Asia/Shanghai. Must be a real "
+                "day (not 2026-02-30) in a year covered by the working-day calendar."
             ),
         }
     ),
@@ -220,27 +255,31 @@ def _not_before(start_field: str, label: str | None = None) -> AfterValidator:
 # ---------------------------------------------------------------------------------------------------------
 
 
-def _no_bool(value: Any) -> Any:
-    """pydantic's lax mode reads ``true`` as 1; for a length, a count or an amount that is a wrong type."""
-    if value.__class__ is bool:
-        raise PydanticCustomError("number_type", "must be a number, not true/false")
-    return value
+def _numeric(pattern: str, parsing: str) -> BeforeValidator:
+    """Refuse true/false (pydantic's lax mode reads ``true`` as 1: for a length, a count or an amount that
+    is a wrong type), and text not of ``pattern`` (lax mode also takes " 3", "+3", "1_000")."""
+    form = re.compile(pattern)
+
+    def check(value: Any) -> Any:
+        cls = value.__class__
+        if cls is bool:
+            raise PydanticCustomError("number_type", "must be a number, not true/false")
+        if cls is str and not form.match(value):
+            raise PydanticCustomError(parsing, _MESSAGES[parsing])
+        return value
+
+    return BeforeValidator(check)
 
 
 def _finite_number(value: Any) -> Any:
-    """Refuse bools, and NaN/inf (also as strings) before the bound check would misreport them as negative."""
-    cls = value.__class__
-    if cls is int:
-        return value
-    if cls is bool:
-        raise PydanticCustomError("number_type", "must be a number, not true/false")
-    if cls is str:
+    """Refuse NaN/inf (also as strings) before the bound check would misreport them as negative."""
+    number = value
+    if value.__class__ is str:
         try:
-            value = float(value)
+            number = float(value)
         except ValueError:
-            return value  # pydantic reports "must be a number"
-        cls = float
-    if cls is float and not math.isfinite(value):
+            return value  # ``_numeric`` words it
+    if number.__class__ is float and not math.isfinite(number):
         raise PydanticCustomError("finite_number", "must be a finite number")
     return value
 
@@ -252,10 +291,37 @@ def _whole_fen(value: Decimal) -> Decimal:
     return value
 
 
+def _number_schema(
+    json_type: str, text: str, description: str | None = None, **bound: float
+) -> WithJsonSchema:
+    """A JSON number (or integer) within the bound, or text of the form the models accept."""
+    schema: dict[str, Any] = {"anyOf": [{"type": json_type, **bound}, {"type": "string", "pattern": text}]}
+    if description:
+        schema["description"] = description
+    return WithJsonSchema(schema)
+
+
 # Lengths, areas, flows, capacities: finite, ≥ 0; numeric strings accepted (systems export both).
-NonNegativeFloat = Annotated[float, BeforeValidator(_finite_number), Field(ge=0, allow_inf_nan=False)]
-PositiveInt = Annotated[int, BeforeValidator(_no_bool), Field(ge=1)]
-NonNegativeInt = Annotated[int, BeforeValidator(_no_bool), Field(ge=0)]
+# Before-validators run last-listed first: finiteness (so "NaN" reads as such), the text form, the bound.
+NonNegativeFloat = Annotated[
+    float,
+    _numeric(NUMBER_TEXT, "float_parsing"),
+    BeforeValidator(_finite_number),
+    Field(ge=0, allow_inf_nan=False),
+    _number_schema("number", NON_NEGATIVE_NUMBER_SCHEMA_TEXT, minimum=0),
+]
+PositiveInt = Annotated[
+    int,
+    _numeric(INTEGER_TEXT, "int_parsing"),
+    Field(ge=1),
+    _number_schema("integer", POSITIVE_INTEGER_SCHEMA_TEXT, minimum=1),
+]
+NonNegativeInt = Annotated[
+    int,
+    _numeric(INTEGER_TEXT, "int_parsing"),
+    Field(ge=0),
+    _number_schema("integer", NON_NEGATIVE_INTEGER_SCHEMA_TEXT, minimum=0),
+]
 # CNY amounts: exact decimals so that 5 % and 30 % thresholds compare exactly, in whole fen. The upper
 # bound keeps every amount's fen inside int64 (the batches' columns) with room to add amounts up: no real
 # contract comes near ten trillion yuan, and 1e17 yuan once overflowed a whole batch.
@@ -263,13 +329,32 @@ MAX_MONEY = Decimal("9999999999999.99")
 _CNY = "CNY; a JSON number or numeric string with at most 2 decimal places (fen), at most 9999999999999.99"
 Money = Annotated[
     Decimal,
-    Field(ge=0, le=MAX_MONEY, allow_inf_nan=False, description=_CNY),
+    _numeric(MONEY_TEXT, "decimal_parsing"),
+    BeforeValidator(_finite_number),
+    Field(ge=0, le=MAX_MONEY, allow_inf_nan=False),
     AfterValidator(_whole_fen),
+    _number_schema("number", MONEY_SCHEMA_TEXT, _CNY, minimum=0, maximum=float(MAX_MONEY)),
 ]
 PositiveMoney = Annotated[
     Decimal,
-    Field(gt=0, le=MAX_MONEY, allow_inf_nan=False, description=_CNY),
+    _numeric(MONEY_TEXT, "decimal_parsing"),
+    BeforeValidator(_finite_number),
+    Field(gt=0, le=MAX_MONEY, allow_inf_nan=False),
     AfterValidator(_whole_fen),
+    _number_schema("number", POSITIVE_MONEY_SCHEMA_TEXT, _CNY, exclusiveMinimum=0, maximum=float(MAX_MONEY)),
+]
+# pydantic's lax booleans: true/false, 0/1, and these words in any case.
+_FLAG_WORDS = ("true", "false", "yes", "no", "on", "off", "t", "f", "y", "n", "1", "0")
+_FLAG_TEXT = (
+    "^(?:"
+    + "|".join("".join(f"[{c}{c.upper()}]" if c.isalpha() else c for c in w) for w in _FLAG_WORDS)
+    + ")$"
+)
+Flag = Annotated[
+    bool,
+    WithJsonSchema(
+        {"anyOf": [{"type": "boolean"}, {"enum": [0, 1]}, {"type": "string", "pattern": _FLAG_TEXT}]}
+    ),
 ]
 
 
@@ -387,7 +472,7 @@ class _WaterOrGas(CaseBase):
     applied_at: Timestamp
     connected_at: Annotated[OptionalTimestamp, _not_before("applied_at")] = None
     external_works_m: NonNegativeFloat
-    special_project: bool = False
+    special_project: Flag = False
     approval: Approval | None = None
     steps: PositiveInt
     materials: NonNegativeInt
@@ -417,7 +502,7 @@ class PowerConnection(CaseBase):
     applied_at: Timestamp
     connected_at: Annotated[OptionalTimestamp, _not_before("applied_at")] = None
     external_works_m: NonNegativeFloat
-    special_project: bool = False
+    special_project: Flag = False
     approval: Approval | None = None
     steps: PositiveInt
 
@@ -436,7 +521,7 @@ class ProcurementContract(CaseBase):
     contract_effective_at: Timestamp
     ready_at: Annotated[OptionalTimestamp, _not_before("contract_effective_at")] = None
     advance_paid_at: Annotated[OptionalTimestamp, _not_before("contract_effective_at")] = None
-    electronic: bool
+    electronic: Flag
     documents_fee: Money
 
 
@@ -453,7 +538,7 @@ class Deregistration(CaseBase):
         "branch",
         "individual_business",
     ]
-    commitment: bool
+    commitment: Flag
     notice_start: OptionalTimestamp = None
     applied_at: Timestamp
     deregistered_at: Annotated[OptionalTimestamp, _not_before("applied_at")] = None
@@ -486,7 +571,7 @@ class PropertyRegistration(CaseBase):
 
     kind: Literal["property_registration"]
     registration_type: Literal["non_residential_transfer", "other"]
-    object_unchanged: bool
+    object_unchanged: Flag
     applied_at: Timestamp
     completed_at: Annotated[OptionalTimestamp, _not_before("applied_at")] = None
     steps: PositiveInt
@@ -508,7 +593,7 @@ class CccExemption(CaseBase):
     kind: Literal["ccc_exemption"]
     applied_at: Timestamp
     concluded_at: Annotated[OptionalTimestamp, _not_before("applied_at")] = None
-    urgent: bool
+    urgent: Flag
 
 
 class CustomsDeclaration(CaseBase):
@@ -516,7 +601,7 @@ class CustomsDeclaration(CaseBase):
 
     kind: Literal["customs_declaration"]
     direction: Literal["import", "export"]
-    advance_declared: bool
+    advance_declared: Flag
     declared_at: Timestamp
 
 
@@ -535,8 +620,8 @@ class ServiceReview(CaseBase):
     kind: Literal["service_review"]
     rating: Literal["positive", "neutral", "negative"]
     reviewed_at: Timestamp
-    revisited: bool
-    rectified: bool
+    revisited: Flag
+    rectified: Flag
 
 
 Case = Annotated[
@@ -689,7 +774,9 @@ def _message(error: Any) -> tuple[str, str]:
     if kind == "literal_error":
         return path, f"{shown(error['input'])} is not one of: {_choices(ctx.get('expected', ''))}"
     if kind == "less_than_equal":
-        return path, f"must be at most {ctx.get('le')}"
+        # pydantic gives a Decimal bound as its repr ("Decimal('9999999999999.99')").
+        bound = re.sub(r"^Decimal\('(.*)'\)$", r"\1", str(ctx.get("le")))
+        return path, f"must be at most {bound}"
     if kind in ("greater_than_equal", "greater_than"):
         bound = ctx.get("ge", ctx.get("gt"))
         if kind == "greater_than_equal" and bound == 0:

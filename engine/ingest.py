@@ -37,7 +37,16 @@ import pyarrow.parquet as pq
 from pydantic import AfterValidator, BaseModel
 from pydantic_core import PydanticUndefined
 
-from engine.cases import CASE_MODELS, MAX_DEPTH, Exemption, Pause, calendar_bounds, leaf_types
+from engine.cases import (
+    CASE_MODELS,
+    MAX_DEPTH,
+    NUMBER_TEXT,
+    TIMESTAMP_TEXT,
+    Exemption,
+    Pause,
+    calendar_bounds,
+    leaf_types,
+)
 from engine.measures import (
     EPOCH_ORDINAL,
     NAT_DAY,
@@ -435,8 +444,6 @@ def _column_specs() -> dict[str, FieldSpec]:
 # Checking and converting
 # ---------------------------------------------------------------------------------------------------------
 
-_TIMESTAMP = r"^([0-9]{4}-[0-9]{2}-[0-9]{2})(?:[T ]([0-9]{2}):([0-9]{2})(?::([0-9]{2})(?:\.([0-9]{1,6}))?)?(Z|[+-][0-9]{2}:[0-9]{2})?)?$"
-_NUMBER = r"^-?[0-9]+(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?$"
 _INTEGER = r"^[0-9]{1,15}(?:\.0+)?$"  # pydantic takes "2.0" (and 2.0) as 2
 # Whole fen with at most 15 significant digits, so the float, the Decimal and the text all agree.
 _MONEY = r"^[0-9]{1,13}(?:\.[0-9]{1,2})?$"
@@ -489,7 +496,7 @@ def _converted(name: str, form: Form) -> list[pl.Expr]:
             column.is_in(("true", "false")).fill_null(False).alias(f"{name}#ok"),
             (column == "true").alias(f"{name}#v"),
         ]
-    pattern = {"number": _NUMBER, "integer": _INTEGER, "money": _MONEY}[form]
+    pattern = {"number": NUMBER_TEXT, "integer": _INTEGER, "money": _MONEY}[form]
     value = column.cast(pl.Float64, strict=False)
     converted = [
         (column.str.contains(pattern) & value.is_finite()).fill_null(False).alias(f"{name}#ok"),
@@ -550,7 +557,7 @@ def _timestamps(frame: pl.DataFrame, names: list[str]) -> list[pl.Series]:
         .select(pl.int_range(pl.len(), dtype=pl.Int64).alias("_i"), *names)
         .unpivot(on=names, index="_i", variable_name="_field", value_name="_text")
         .drop_nulls("_text")
-        .with_columns(pl.col("_text").str.extract_groups(_TIMESTAMP).alias("_text#p"))
+        .with_columns(pl.col("_text").str.extract_groups(TIMESTAMP_TEXT).alias("_text#p"))
         .with_columns(_timestamp("_text"))
         .collect()
     )

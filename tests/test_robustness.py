@@ -106,7 +106,13 @@ def test_huge_amounts_are_refused_at_their_path_in_check(tmp_path: Path) -> None
     assert [v["case_id"] for v in verdicts] == ["C-ok"]
     lines = result.stderr.splitlines()
     assert len(lines) == len(HUGE)
-    assert all("contract_amount: must be at most 9999999999999.99" in line for line in lines)
+    # "1e20" is no money text (no exponent in text); the numbers are over the bound.
+    assert [line.split(": ", 1)[1] for line in lines] == [
+        "contract_amount: must be at most 9999999999999.99",
+        "contract_amount: must be a number",
+        "contract_amount: must be at most 9999999999999.99",
+        "contract_amount: must be at most 9999999999999.99",
+    ]
 
 
 def test_huge_amounts_are_refused_over_http(client: TestClient) -> None:
@@ -414,3 +420,16 @@ def test_long_values_are_cut_in_messages(client: TestClient, tmp_path: Path) -> 
 def test_an_error_quoting_brackets_is_printed_as_given() -> None:
     """Messages are not read as console markup: ``[/x]`` once raised a markup error (a traceback)."""
     one_line_exit_2(cli("check", "--lang", "[/x]"), "got '[/x]'")
+
+
+@pytest.mark.parametrize(
+    ("amount", "valid"),
+    [(1e17, False), ("10000000000000", False), ("9999999999999.99", True), (9999999999999.99, True)],
+)
+def test_the_exported_schema_holds_the_amount_bound(amount: Any, valid: bool) -> None:
+    from jsonschema import Draft202012Validator
+
+    from engine.cases import case_json_schema
+
+    validator = Draft202012Validator(case_json_schema("procurement_contract"))
+    assert validator.is_valid(contract("C", amount)) is valid
