@@ -17,8 +17,15 @@ import polars as pl
 from engine.calendar import WorkdayIndex
 from engine.executors.columnar import COMPARE, compile_predicate, fact_series
 from engine.executors.plan import lower
-from engine.measures import Batch, iter_leaves, measure_fields
-from engine.rules import AggregateRule, FieldMeasure, RulePack, WorkingDaysMeasure
+from engine.measures import Batch
+from engine.rules import (
+    AggregateRule,
+    FieldMeasure,
+    RulePack,
+    WorkingDaysMeasure,
+    iter_leaves,
+    measure_fields,
+)
 
 Period = Literal["month", "quarter", "year"]
 PERIOD_MONTHS: dict[Period, int] = {"month": 1, "quarter": 3, "year": 12}

@@ -223,7 +223,12 @@ def rules_validate(path: Path) -> None:
     try:
         loaded = load_pack_from(path)
     except RulePackError as exc:
-        err.print(f"[red]invalid:[/] {exc}", markup=True, highlight=False)
+        problems = str(exc).splitlines()
+        err.print(
+            f"[red]invalid:[/] {len(problems)} problem{'s' if len(problems) > 1 else ''}", highlight=False
+        )
+        for problem in problems:
+            err.print(problem, markup=False, highlight=False)
         raise typer.Exit(EXIT_INVALID) from None
     out.print(
         f"ok: {loaded.version}: {len(loaded.rules)} per-case rules, {len(loaded.aggregates)} aggregate rules"

@@ -18,6 +18,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, model_validator
 
+from engine.cases import CASE_MODELS, leaf_types
 from engine.resources import data_dir
 
 Kind = Literal[
@@ -249,6 +250,51 @@ class AggregateRule(Strict):
         return self
 
 
+def iter_leaves(condition: Condition) -> list[Leaf]:
+    if isinstance(condition, Leaf):
+        return [condition]
+    if isinstance(condition, AllOf):
+        children = condition.all
+    elif isinstance(condition, AnyOf):
+        children = condition.any
+    else:
+        assert isinstance(condition, NotOf)
+        children = [condition.not_]
+    return [leaf for child in children for leaf in iter_leaves(child)]
+
+
+def measure_fields(measure: Any) -> list[str]:
+    if isinstance(measure, FieldMeasure):
+        return [measure.field]
+    if isinstance(measure, RatioMeasure):
+        return [measure.numerator, measure.denominator]
+    starts = measure.start if isinstance(measure.start, list) else [measure.start]
+    return [*starts, measure.end]
+
+
+def rule_fields(rule: Rule | AggregateRule) -> list[str]:
+    """Every case field a rule reads: its conditions' and its measure's."""
+    conditions = [rule.when] if isinstance(rule, Rule) else [rule.scope, rule.share_of]
+    names = [
+        leaf.field for condition in conditions if condition is not None for leaf in iter_leaves(condition)
+    ]
+    if rule.measure is not None:
+        names.extend(measure_fields(rule.measure))
+    return list(dict.fromkeys(names))
+
+
+def unknown_field(kind: str, path: str) -> str | None:
+    """Why a dotted field path is not a field of the kind's case model (None when it is)."""
+    model: Any = CASE_MODELS[kind]
+    for depth, part in enumerate(path.split(".")):
+        if model is None or part not in model.model_fields:
+            where = ".".join(path.split(".")[:depth]) or kind
+            return f"{path!r} is not a field of {where}"
+        leaves = leaf_types(model.model_fields[part].annotation)
+        model = next((t for t in leaves if isinstance(t, type) and issubclass(t, BaseModel)), None)
+    return None
+
+
 class RuleFile(Strict):
     area: str
     rules: list[dict[str, Any]]
@@ -294,11 +340,13 @@ def _format_location(loc: tuple[Any, ...]) -> str:
 
 
 def load_pack_from(folder: Path) -> RulePack:
-    """Load and validate every YAML file of a pack folder; the first problem found stops the load."""
+    """Load and validate every YAML file of a pack folder; every problem of every file is reported at once
+    (``RulePackError``, one line each), naming the file, the rule and the field."""
     files = sorted(p for p in folder.glob("*.yaml") if p.name != "pack.yaml")
     manifest_path = folder / "pack.yaml"
     if not manifest_path.exists():
         raise RulePackError(f"{folder}: no pack.yaml (name, document, title, anchors)")
+    problems: list[str] = []
     digest = hashlib.sha256()
     try:
         raw_manifest = manifest_path.read_bytes()
@@ -306,6 +354,11 @@ def load_pack_from(folder: Path) -> RulePack:
     except (ValidationError, yaml.YAMLError) as exc:
         raise RulePackError(f"{manifest_path}: {exc}") from exc
     digest.update(raw_manifest)
+    for kind in sorted(set(KINDS) - set(manifest.anchors)):
+        problems.append(f"{manifest_path}: anchors: no anchor date for {kind}")
+    for kind, anchor in manifest.anchors.items():
+        if (why := unknown_field(kind, anchor)) is not None:
+            problems.append(f"{manifest_path}: anchors.{kind}: {why}")
     rules: list[Rule] = []
     aggregates: list[AggregateRule] = []
     seen: dict[str, Path] = {}
@@ -315,23 +368,38 @@ def load_pack_from(folder: Path) -> RulePack:
         try:
             rule_file = RuleFile.model_validate(yaml.safe_load(raw))
         except (ValidationError, yaml.YAMLError) as exc:
-            raise RulePackError(f"{path}: {exc}") from exc
+            problems.append(f"{path}: {exc}")
+            continue
         for position, entry in enumerate(rule_file.rules):
             rule_id = entry.get("id", f"#{position + 1}")
             model = AggregateRule if entry.get("aggregate") else Rule
             try:
                 rule = model.model_validate(entry)
             except ValidationError as exc:
-                problems = "; ".join(f"{_format_location(e['loc'])}: {e['msg']}" for e in exc.errors())
-                raise RulePackError(f"{path}: rule {rule_id}: {problems}") from exc
+                problems.extend(
+                    f"{path}: rule {rule_id}: {_format_location(e['loc'])}: {e['msg']}" for e in exc.errors()
+                )
+                continue
             if rule.id in seen:
-                raise RulePackError(f"{path}: rule {rule.id}: id already defined in {seen[rule.id]}")
+                problems.append(f"{path}: rule {rule.id}: id already defined in {seen[rule.id]}")
             seen[rule.id] = path
+            problems.extend(f"{path}: rule {rule.id}: {why}" for why in _field_problems(rule))
             (aggregates if isinstance(rule, AggregateRule) else rules).append(rule)  # type: ignore[arg-type]
-    missing = set(KINDS) - set(manifest.anchors)
-    if missing:
-        raise RulePackError(f"{manifest_path}: anchors: no anchor date for {', '.join(sorted(missing))}")
+    if problems:
+        raise RulePackError("\n".join(problems))
     return RulePack(manifest, rules, aggregates, digest.hexdigest())
+
+
+def _field_problems(rule: Rule | AggregateRule) -> list[str]:
+    """The fields a rule reads that its kind does not have: a typo would make it not_applicable to every
+    case. A rule of every kind (``*``) needs each field in some kind."""
+    kinds = list(KINDS) if rule.kind == "*" else [rule.kind]
+    found = []
+    for name in rule_fields(rule):
+        reasons = [unknown_field(kind, name) for kind in kinds]
+        if all(reasons):
+            found.append(reasons[0] if len(kinds) == 1 else f"{name!r} is not a field of any kind")
+    return found
 
 
 @lru_cache(maxsize=8)
