@@ -209,6 +209,9 @@ class Rule(Strict):
     severity: Literal["mandatory", "advisory"]
     exemptible: bool = False
     effective_from: date
+    # The last day the rule applies; a case anchored later is not_applicable, naming replaced_by if given.
+    effective_until: date | None = None
+    replaced_by: str | None = Field(default=None, pattern=r"^[a-z0-9_]+(\.[a-z0-9_]+)+$")
     # steps, documents, CNY … for field measures; time and ratio measures carry their own unit.
     unit: str | None = None
 
@@ -216,6 +219,14 @@ class Rule(Strict):
     def measure_key(self) -> str:
         """Equal for rules whose measure and limit are equal, so they can share one computation."""
         return f"{self.measure.model_dump_json()}|{self.require.limit}"
+
+    @model_validator(mode="after")
+    def _ends_after_it_starts(self) -> Rule:
+        if self.effective_until is not None and self.effective_until < self.effective_from:
+            raise ValueError(f"effective_until {self.effective_until} is before effective_from")
+        if self.replaced_by is not None and self.effective_until is None:
+            raise ValueError("replaced_by needs effective_until")
+        return self
 
     @model_validator(mode="after")
     def _unit_from_measure(self) -> Rule:
@@ -239,6 +250,7 @@ class AggregateRule(Strict):
     require: Requirement
     severity: Literal["mandatory", "advisory"] = "mandatory"
     effective_from: date
+    effective_until: date | None = None
     min_cases: int = 5
 
     @model_validator(mode="after")
@@ -385,6 +397,9 @@ def load_pack_from(folder: Path) -> RulePack:
             seen[rule.id] = path
             problems.extend(f"{path}: rule {rule.id}: {why}" for why in _field_problems(rule))
             (aggregates if isinstance(rule, AggregateRule) else rules).append(rule)  # type: ignore[arg-type]
+    for rule in rules:
+        if rule.replaced_by is not None and rule.replaced_by not in seen:
+            problems.append(f"{seen[rule.id]}: rule {rule.id}: replaced_by: no rule {rule.replaced_by!r}")
     if problems:
         raise RulePackError("\n".join(problems))
     return RulePack(manifest, rules, aggregates, digest.hexdigest())
