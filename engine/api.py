@@ -22,6 +22,7 @@ Why it is shaped this way:
 
 from __future__ import annotations
 
+import asyncio
 import codecs
 import copy
 import gc
@@ -37,6 +38,7 @@ from functools import partial
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
+import anyio
 import anyio.to_thread
 import orjson
 from fastapi import Depends, FastAPI, Header, Query, Request, Security
@@ -47,6 +49,7 @@ from fastapi.responses import HTMLResponse, Response
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from engine.calendar import CalendarRangeError, WorkdayIndex, to_local_date
 from engine.cases import InvalidCase, case_adapter, shown_id, validate_case
@@ -69,6 +72,13 @@ ENV_STORE = "CASECHECK_STORE"
 ENV_API_KEYS = "CASECHECK_API_KEYS"
 ENV_MAX_BODY = "CASECHECK_MAX_BODY"
 ENV_MAX_BATCH_BODY = "CASECHECK_MAX_BATCH_BODY"
+ENV_CLIENT_TIMEOUT = "CASECHECK_CLIENT_TIMEOUT"
+# Seconds a client has to send a request's headers, and then its body: past them the connection is closed
+# (headers) or answered 408 (body), so slow clients cannot hold connections for ever (slowloris).
+DEFAULT_CLIENT_TIMEOUT = 10.0
+KEEP_ALIVE_TIMEOUT = 5  # seconds an idle keep-alive connection stays open
+# Connections (and requests in flight) per worker; past them uvicorn answers 503 at once.
+LIMIT_CONCURRENCY = 1000
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -85,6 +95,7 @@ class Settings:
     max_body: int = DEFAULT_MAX_BODY
     max_batch_body: int = DEFAULT_MAX_BATCH_BODY
     max_batch_cases: int = MAX_BATCH_CASES
+    client_timeout: float = DEFAULT_CLIENT_TIMEOUT
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
@@ -95,6 +106,7 @@ class Settings:
             api_keys=Path(keys) if keys else None,
             max_body=int(env.get(ENV_MAX_BODY) or DEFAULT_MAX_BODY),
             max_batch_body=int(env.get(ENV_MAX_BATCH_BODY) or DEFAULT_MAX_BATCH_BODY),
+            client_timeout=float(env.get(ENV_CLIENT_TIMEOUT) or DEFAULT_CLIENT_TIMEOUT),
         )
 
     def to_env(self) -> dict[str, str]:
@@ -103,27 +115,40 @@ class Settings:
             ENV_API_KEYS: str(self.api_keys) if self.api_keys else "",
             ENV_MAX_BODY: str(self.max_body),
             ENV_MAX_BATCH_BODY: str(self.max_batch_body),
+            ENV_CLIENT_TIMEOUT: str(self.client_timeout),
         }
 
 
-def load_api_keys(path: Path) -> dict[str, str]:
-    """``name:key`` per line (blank lines and ``#`` comments ignored) → {key: name}.
+@dataclass(frozen=True)
+class KeyHolder:
+    """Who a key belongs to: a caller sees its own logged checks, an auditor every caller's."""
+
+    name: str
+    auditor: bool = False
+
+
+AUDITOR = "auditor"  # the role word after a key in the keys file
+
+
+def load_api_keys(path: Path) -> dict[str, KeyHolder]:
+    """``name:key`` per line, optionally followed by `` auditor`` (blank lines and ``#`` comments ignored)
+    → {key: holder}.
 
     A malformed line stops the start-up with its line number: a key silently dropped would lock a
     caller out, and a typo silently accepted could let one in.
     """
-    keys: dict[str, str] = {}
+    keys: dict[str, KeyHolder] = {}
     for number, raw in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
         line = raw.strip()
         if not line or line.startswith("#"):
             continue
-        name, sep, key = line.partition(":")
-        name, key = name.strip(), key.strip()
-        if not sep or not name or not key:
-            raise ValueError(f"{path}:{number}: expected name:key")
+        entry, *roles = line.split()
+        name, sep, key = entry.partition(":")
+        if not sep or not name or not key or roles not in ([], [AUDITOR]):
+            raise ValueError(f"{path}:{number}: expected name:key, optionally followed by {AUDITOR!r}")
         if key in keys:
-            raise ValueError(f"{path}:{number}: key of {name!r} is already used by {keys[key]!r}")
-        keys[key] = name
+            raise ValueError(f"{path}:{number}: key of {name!r} is already used by {keys[key].name!r}")
+        keys[key] = KeyHolder(name, auditor=bool(roles))
     if not keys:
         raise ValueError(f"{path}: no API keys (one name:key per line)")
     return keys
@@ -224,8 +249,17 @@ class CatchAll:
 
 
 async def read_limited(request: Request, limit: int) -> bytes:
-    """The body, or 413 as soon as it is known to exceed ``limit`` (from Content-Length, else counted).
-    A UTF-8 byte order mark (Notepad and Excel write one) is dropped."""
+    """The body, or 413 as soon as it is known to exceed ``limit`` (from Content-Length, else counted),
+    or 408 when it does not arrive within the client timeout. A UTF-8 byte order mark (Notepad and
+    Excel write one) is dropped."""
+    try:
+        with anyio.fail_after(request.app.state.service.settings.client_timeout):
+            return await _read_body(request, limit)
+    except TimeoutError:
+        raise ApiError(408, "the request body did not arrive in time") from None
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
     declared = request.headers.get("content-length")
     if declared is not None:
         try:
@@ -301,7 +335,7 @@ class Service:
     durable: Engine
     columnar: Engine
     store: Store
-    keys: dict[str, str] | None
+    keys: dict[str, KeyHolder] | None
 
     def check_one(self, obj: Any, as_of: date | None, lang: Lang, caller: str | None) -> dict[str, Any]:
         """Validate, check with the durable executor, commit the record, return the verdict dict."""
@@ -527,6 +561,7 @@ class BatchResult(BaseModel):
 
 ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"model": ErrorBody, "description": "API keys are configured and none valid was given"},
+    408: {"model": ErrorBody, "description": "the body did not arrive within the client timeout"},
     413: {"model": ErrorBody, "description": "body over the size limit"},
     422: {"model": ErrorBody, "description": "invalid input; every problem with its JSON path"},
 }
@@ -548,21 +583,21 @@ api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="t
 bearer = HTTPBearer(auto_error=False, description="the same key as a bearer token")
 
 
-async def authenticate(
+async def key_holder(
     request: Request,
     api_key: Annotated[str | None, Security(api_key_header)] = None,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Security(bearer)] = None,
-) -> str | None:
-    """The recorded caller: the key's name, or None when the service is open (no keys configured)."""
-    keys: dict[str, str] | None = request.app.state.service.keys
+) -> KeyHolder | None:
+    """Whose key the request carries, or None when the service is open (no keys configured)."""
+    keys: dict[str, KeyHolder] | None = request.app.state.service.keys
     if keys is None:
         return None
     offered = api_key or (credentials.credentials if credentials else None)
     if offered:
         found = None
-        for key, name in keys.items():  # compare with every key, in constant time
+        for key, holder in keys.items():  # compare with every key, in constant time
             if hmac.compare_digest(key.encode(), offered.encode()):
-                found = name
+                found = holder
         if found is not None:
             return found
     raise ApiError(
@@ -570,6 +605,14 @@ async def authenticate(
         "a valid API key is required (X-API-Key or Authorization: Bearer)",
         headers={"WWW-Authenticate": "Bearer"},
     )
+
+
+Holder = Annotated[KeyHolder | None, Depends(key_holder)]
+
+
+async def authenticate(holder: Holder) -> str | None:
+    """The recorded caller: the key's name, or None when the service is open."""
+    return None if holder is None else holder.name
 
 
 Caller = Annotated[str | None, Depends(authenticate)]
@@ -711,11 +754,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @app.get(
         "/v1/checks/{case_id}",
         summary="The logged checks of one case, oldest first",
+        description="A caller sees its own checks; a key marked `auditor` in the keys file sees every caller's.",
         response_model=History,
         responses=ERRORS,
     )
-    async def checks(case_id: CaseId, who: Caller) -> Response:
-        history = await anyio.to_thread.run_sync(service.store.history, case_id)
+    async def checks(case_id: CaseId, holder: Holder) -> Response:
+        # A caller reads its own checks; an auditor's key (and an open service) reads every caller's.
+        only = None if holder is None or holder.auditor else holder.name
+        history = await anyio.to_thread.run_sync(partial(service.store.history, case_id, caller=only))
         return json_response({"case_id": case_id, "checks": history})
 
     @app.get("/v1/rules", summary="Every rule of the pack", response_model=RuleList, responses=ERRORS)
@@ -863,6 +909,44 @@ def _cpu_count() -> int:
     return os.cpu_count() or 1
 
 
+class HeaderTimeoutProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol, closing a connection whose request headers do not arrive within the
+    client timeout: uvicorn times out only idle keep-alive connections, so a client trickling its headers
+    byte by byte would otherwise hold its connection for as long as it likes."""
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._header_timer: asyncio.TimerHandle | None = None
+        self._arm_header_timer()
+
+    def _arm_header_timer(self) -> None:
+        timeout = Settings.from_env().client_timeout
+        self._header_timer = self.loop.call_later(timeout, self._headers_too_slow)
+
+    def _headers_too_slow(self) -> None:
+        if not self.transport.is_closing():
+            self.transport.close()
+
+    def _disarm_header_timer(self) -> None:
+        if self._header_timer is not None:
+            self._header_timer.cancel()
+            self._header_timer = None
+
+    def on_headers_complete(self) -> None:
+        self._disarm_header_timer()
+        super().on_headers_complete()
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        if not self.transport.is_closing():
+            self._disarm_header_timer()
+            self._arm_header_timer()  # the next request's headers, once bytes of it arrive or not
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm_header_timer()
+        super().connection_lost(exc)
+
+
 def serve(
     host: str = "127.0.0.1",
     port: int = 8000,
@@ -874,6 +958,7 @@ def serve(
     max_batch_body: int | None = None,
     log_level: str = "info",
     access_log: bool = False,
+    client_timeout: float | None = None,
 ) -> None:
     """Run the service under uvicorn with ``workers`` processes (default: one per CPU).
 
@@ -889,6 +974,7 @@ def serve(
         api_keys=Path(api_keys).resolve() if api_keys else None,
         max_body=max_body if max_body is not None else env.max_body,
         max_batch_body=max_batch_body if max_batch_body is not None else env.max_batch_body,
+        client_timeout=client_timeout if client_timeout is not None else env.client_timeout,
     )
     if settings.api_keys:
         load_api_keys(settings.api_keys)
@@ -905,6 +991,9 @@ def serve(
         log_config=_log_config(log_level),
         access_log=access_log,
         server_header=False,
+        http=HeaderTimeoutProtocol,
+        timeout_keep_alive=KEEP_ALIVE_TIMEOUT,
+        limit_concurrency=LIMIT_CONCURRENCY,
     )
 
 
@@ -956,9 +1045,14 @@ fetch("/openapi.json").then(r=>r.json()).then(doc=>{
       for(const p of (op.parameters||[])){
         if(p.in==="header")continue;
         form.appendChild(el("label",{},p.name+" ("+p.in+(p.required?", required":"")+")"+(p.description?": "+p.description:"")));
-        form.appendChild(el("input",{name:p.name}));form.lastChild.dataset.in=p.in;
+        const shown=((p.schema&&p.schema.examples)||[])[0];
+        form.appendChild(el("input",{name:p.name,value:shown===undefined?"":String(shown)}));form.lastChild.dataset.in=p.in;
       }
-      if(op.requestBody){form.appendChild(el("label",{},"JSON body"));form.appendChild(el("textarea",{}));}
+      if(op.requestBody){
+        const examples=Object.values(op.requestBody.content["application/json"].examples||{});
+        form.appendChild(el("label",{},"JSON body (an example from the sample cases)"));
+        form.appendChild(el("textarea",{value:examples.length?JSON.stringify(examples[0].value,null,2):""}));
+      }
       const out=el("pre");const btn=el("button",{type:"submit"},"Send");form.appendChild(btn);
       form.addEventListener("submit",ev=>{ev.preventDefault();tryIt(method.toUpperCase(),path,form,out);});
       box.appendChild(form);box.appendChild(out);root.appendChild(box);

@@ -450,7 +450,10 @@ def serve(
     ] = DEFAULT_STORE,
     api_keys: Annotated[
         Path | None,
-        typer.Option("--api-keys", help="File of name:key lines; without it the service is open."),
+        typer.Option(
+            "--api-keys",
+            help="File of name:key lines (add ' auditor' to read every caller's checks); without it the service is open.",
+        ),
     ] = None,
     workers: Annotated[int | None, typer.Option(help="Worker processes (default: one per CPU).")] = None,
 ) -> None:
