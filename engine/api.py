@@ -23,6 +23,7 @@ Why it is shaped this way:
 from __future__ import annotations
 
 import asyncio
+import codecs
 import copy
 import gc
 import hmac
@@ -31,7 +32,7 @@ import logging
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import UTC, date, datetime
 from functools import partial
 from pathlib import Path
@@ -51,8 +52,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from engine.calendar import CalendarRangeError, WorkdayIndex, to_local_date
-from engine.cases import InvalidCase, case_adapter, validate_case
-from engine.core import CasesRefused, Engine, parse_as_of
+from engine.cases import InvalidCase, case_adapter, shown_id, validate_case
+from engine.core import Engine, isolated, parse_as_of
 from engine.rules import AggregateRule
 from engine.store import DEFAULT_STORE, CheckRecord, CheckRows, Store, canonical_sha256, open_store
 from engine.verdicts import Lang, SerialisedVerdicts, Verdict
@@ -249,7 +250,8 @@ class CatchAll:
 
 async def read_limited(request: Request, limit: int) -> bytes:
     """The body, or 413 as soon as it is known to exceed ``limit`` (from Content-Length, else counted),
-    or 408 when it does not arrive within the client timeout."""
+    or 408 when it does not arrive within the client timeout. A UTF-8 byte order mark (Notepad and
+    Excel write one) is dropped."""
     try:
         with anyio.fail_after(request.app.state.service.settings.client_timeout):
             return await _read_body(request, limit)
@@ -273,7 +275,7 @@ async def _read_body(request: Request, limit: int) -> bytes:
         if received > limit:
             raise ApiError(413, f"request body exceeds the limit of {limit} bytes")
         chunks.append(chunk)
-    return b"".join(chunks)
+    return b"".join(chunks).removeprefix(codecs.BOM_UTF8)
 
 
 def pick_lang(lang: str | None, accept_language: str | None) -> Lang:
@@ -392,52 +394,41 @@ class Service:
                 )
                 continue
             case_id = obj.get("case_id") if isinstance(obj, dict) else None
+            # A repeated case_id is reported together with the record's own defects, if any.
+            errors = []
+            if isinstance(case_id, str):
+                if case_id in seen:
+                    message = (
+                        f"duplicate case_id: already at index {seen[case_id]} (must be unique in a batch)"
+                    )
+                    errors.append({"path": "case_id", "message": message})
+                else:
+                    seen[case_id] = index
             try:
                 case = validate_case(obj)
             except InvalidCase as exc:
-                refused[index] = orjson.dumps(
-                    {"index": index, "ok": False, "case_id": case_id, "errors": _case_errors(exc)}
-                )
+                errors += _case_errors(exc)
+            if errors:
+                refused[index] = _refused(index, case_id, errors)
                 continue
-            if case.case_id in seen:
-                message = (
-                    f"duplicate case_id: already at index {seen[case.case_id]} (must be unique in a batch)"
-                )
-                refused[index] = orjson.dumps(
-                    {
-                        "index": index,
-                        "ok": False,
-                        "case_id": case_id,
-                        "errors": [{"path": "case_id", "message": message}],
-                    }
-                )
-                continue
-            seen[case.case_id] = index
             valid.append(case)
             positions.append(index)
 
         try:
             day = parse_as_of(as_of)
-            verdicts = self.columnar.check_serialised(valid, day, lang)
-        except CasesRefused as exc:
-            verdicts = exc.verdicts
-            for p, reason in exc.refused.items():
-                index = positions[p]
-                refused[index] = orjson.dumps(
-                    {
-                        "index": index,
-                        "ok": False,
-                        "case_id": valid[p].case_id,
-                        "errors": [{"path": "query.as_of", "message": reason}],
-                    }
-                )
-            kept = set(exc.refused)
-            valid = [case for p, case in enumerate(valid) if p not in kept]
-            positions = [index for p, index in enumerate(positions) if p not in kept]
+            done, failed = isolated(valid, partial(self.columnar.check_serialised, as_of=day, lang=lang))
         except CalendarRangeError as exc:
             raise ApiError(
                 422, "as_of outside the calendar", [{"path": "query.as_of", "message": str(exc)}]
             ) from None
+        for at, error in failed.items():
+            path = "query.as_of" if error.path == "as_of" else error.path  # as_of is a query parameter
+            refused[positions[at]] = _refused(
+                positions[at], valid[at].case_id, [{"path": path, "message": error.message}]
+            )
+        verdicts = done[0][1] if len(done) == 1 else _in_order(done)
+        kept = [at for at in range(len(valid)) if at not in failed]
+        valid, positions = [valid[at] for at in kept], [positions[at] for at in kept]
         self.store.record_rows(
             CheckRows(
                 case_id=[case.case_id for case in valid],
@@ -452,6 +443,22 @@ class Service:
             )
         )
         return _answer(refused, verdicts)
+
+
+def _refused(index: int, case_id: Any, errors: list[dict[str, str]]) -> bytes:
+    """One refused item of a batch answer, serialised (the case_id cut if it is not a plausible one)."""
+    return orjson.dumps({"index": index, "ok": False, "case_id": shown_id(case_id), "errors": errors})
+
+
+def _in_order(parts: list[tuple[list[int], SerialisedVerdicts]]) -> SerialisedVerdicts:
+    """The verdicts of the parts ``isolated`` checked, joined in input order."""
+    rows = sorted(
+        ((position, part, row) for positions, part in parts for row, position in enumerate(positions)),
+        key=lambda entry: entry[0],
+    )
+    return SerialisedVerdicts(
+        *([getattr(part, f.name)[row] for _, part, row in rows] for f in fields(SerialisedVerdicts))
+    )
 
 
 def _answer(refused: list[bytes | None], verdicts: SerialisedVerdicts) -> bytes:
