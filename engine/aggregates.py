@@ -17,8 +17,15 @@ import polars as pl
 from engine.calendar import WorkdayIndex
 from engine.executors.columnar import COMPARE, compile_predicate, fact_series
 from engine.executors.plan import lower
-from engine.measures import Batch, iter_leaves, measure_fields
-from engine.rules import AggregateRule, FieldMeasure, RulePack, WorkingDaysMeasure
+from engine.measures import Batch
+from engine.rules import (
+    AggregateRule,
+    FieldMeasure,
+    RulePack,
+    WorkingDaysMeasure,
+    iter_leaves,
+    measure_fields,
+)
 
 Period = Literal["month", "quarter", "year"]
 PERIOD_MONTHS: dict[Period, int] = {"month": 1, "quarter": 3, "year": 12}
@@ -110,8 +117,10 @@ class AggregateAccumulator:
             columns["group"] = pl.repeat(None, batch.n, dtype=pl.String, eager=True)
         frame = _frame(batch, self.fields(kind))
         for r, rule in enumerate(rules):
-            # 自生效之日起: a case counts when its anchor date is on or after the rule's from date.
+            # 自生效之日起: a case counts when its anchor date is on or after the rule's from date (and until its end).
             in_force = anchor >= np.datetime64(rule.effective_from, "D")
+            if rule.effective_until is not None:
+                in_force &= anchor <= np.datetime64(rule.effective_until, "D")
             eligible = in_force & _holds(rule.scope, frame)
             counted, values, opened = self._values(rule, batch, frame, in_force, eligible)
             columns |= {

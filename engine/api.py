@@ -22,6 +22,8 @@ Why it is shaped this way:
 
 from __future__ import annotations
 
+import asyncio
+import codecs
 import copy
 import gc
 import hmac
@@ -30,12 +32,13 @@ import logging
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import UTC, date, datetime
 from functools import partial
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
+import anyio
 import anyio.to_thread
 import orjson
 from fastapi import Depends, FastAPI, Header, Query, Request, Security
@@ -46,10 +49,11 @@ from fastapi.responses import HTMLResponse, Response
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from engine.calendar import CalendarRangeError, WorkdayIndex, to_local_date
-from engine.cases import InvalidCase, case_adapter, validate_case
-from engine.core import CasesRefused, Engine, parse_as_of
+from engine.cases import InvalidCase, case_adapter, shown_id, validate_case
+from engine.core import Engine, isolated, parse_as_of
 from engine.rules import AggregateRule
 from engine.store import DEFAULT_STORE, CheckRecord, CheckRows, Store, canonical_sha256, open_store
 from engine.verdicts import Lang, SerialisedVerdicts, Verdict
@@ -70,6 +74,13 @@ ENV_STORE = "CASECHECK_STORE"
 ENV_API_KEYS = "CASECHECK_API_KEYS"
 ENV_MAX_BODY = "CASECHECK_MAX_BODY"
 ENV_MAX_BATCH_BODY = "CASECHECK_MAX_BATCH_BODY"
+ENV_CLIENT_TIMEOUT = "CASECHECK_CLIENT_TIMEOUT"
+# Seconds a client has to send a request's headers, and then its body: past them the connection is closed
+# (headers) or answered 408 (body), so slow clients cannot hold connections for ever (slowloris).
+DEFAULT_CLIENT_TIMEOUT = 10.0
+KEEP_ALIVE_TIMEOUT = 5  # seconds an idle keep-alive connection stays open
+# Connections (and requests in flight) per worker; past them uvicorn answers 503 at once.
+LIMIT_CONCURRENCY = 1000
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -86,6 +97,7 @@ class Settings:
     max_body: int = DEFAULT_MAX_BODY
     max_batch_body: int = DEFAULT_MAX_BATCH_BODY
     max_batch_cases: int = MAX_BATCH_CASES
+    client_timeout: float = DEFAULT_CLIENT_TIMEOUT
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
@@ -96,6 +108,7 @@ class Settings:
             api_keys=Path(keys) if keys else None,
             max_body=int(env.get(ENV_MAX_BODY) or DEFAULT_MAX_BODY),
             max_batch_body=int(env.get(ENV_MAX_BATCH_BODY) or DEFAULT_MAX_BATCH_BODY),
+            client_timeout=float(env.get(ENV_CLIENT_TIMEOUT) or DEFAULT_CLIENT_TIMEOUT),
         )
 
     def to_env(self) -> dict[str, str]:
@@ -104,27 +117,40 @@ class Settings:
             ENV_API_KEYS: str(self.api_keys) if self.api_keys else "",
             ENV_MAX_BODY: str(self.max_body),
             ENV_MAX_BATCH_BODY: str(self.max_batch_body),
+            ENV_CLIENT_TIMEOUT: str(self.client_timeout),
         }
 
 
-def load_api_keys(path: Path) -> dict[str, str]:
-    """``name:key`` per line (blank lines and ``#`` comments ignored) → {key: name}.
+@dataclass(frozen=True)
+class KeyHolder:
+    """Who a key belongs to: a caller sees its own logged checks, an auditor every caller's."""
+
+    name: str
+    auditor: bool = False
+
+
+AUDITOR = "auditor"  # the role word after a key in the keys file
+
+
+def load_api_keys(path: Path) -> dict[str, KeyHolder]:
+    """``name:key`` per line, optionally followed by `` auditor`` (blank lines and ``#`` comments ignored)
+    → {key: holder}.
 
     A malformed line stops the start-up with its line number: a key silently dropped would lock a
     caller out, and a typo silently accepted could let one in.
     """
-    keys: dict[str, str] = {}
+    keys: dict[str, KeyHolder] = {}
     for number, raw in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
         line = raw.strip()
         if not line or line.startswith("#"):
             continue
-        name, sep, key = line.partition(":")
-        name, key = name.strip(), key.strip()
-        if not sep or not name or not key:
-            raise ValueError(f"{path}:{number}: expected name:key")
+        entry, *roles = line.split()
+        name, sep, key = entry.partition(":")
+        if not sep or not name or not key or roles not in ([], [AUDITOR]):
+            raise ValueError(f"{path}:{number}: expected name:key, optionally followed by {AUDITOR!r}")
         if key in keys:
-            raise ValueError(f"{path}:{number}: key of {name!r} is already used by {keys[key]!r}")
-        keys[key] = name
+            raise ValueError(f"{path}:{number}: key of {name!r} is already used by {keys[key].name!r}")
+        keys[key] = KeyHolder(name, auditor=bool(roles))
     if not keys:
         raise ValueError(f"{path}: no API keys (one name:key per line)")
     return keys
@@ -225,7 +251,17 @@ class CatchAll:
 
 
 async def read_limited(request: Request, limit: int) -> bytes:
-    """The body, or 413 as soon as it is known to exceed ``limit`` (from Content-Length, else counted)."""
+    """The body, or 413 as soon as it is known to exceed ``limit`` (from Content-Length, else counted),
+    or 408 when it does not arrive within the client timeout. A UTF-8 byte order mark (Notepad and
+    Excel write one) is dropped."""
+    try:
+        with anyio.fail_after(request.app.state.service.settings.client_timeout):
+            return await _read_body(request, limit)
+    except TimeoutError:
+        raise ApiError(408, "the request body did not arrive in time") from None
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
     declared = request.headers.get("content-length")
     if declared is not None:
         try:
@@ -241,7 +277,7 @@ async def read_limited(request: Request, limit: int) -> bytes:
         if received > limit:
             raise ApiError(413, f"request body exceeds the limit of {limit} bytes")
         chunks.append(chunk)
-    return b"".join(chunks)
+    return b"".join(chunks).removeprefix(codecs.BOM_UTF8)
 
 
 def pick_lang(lang: str | None, accept_language: str | None) -> Lang:
@@ -301,7 +337,7 @@ class Service:
     durable: Engine
     columnar: Engine
     store: Store
-    keys: dict[str, str] | None
+    keys: dict[str, KeyHolder] | None
 
     def check_one(self, obj: Any, as_of: date | None, lang: Lang, caller: str | None) -> dict[str, Any]:
         """Validate, check with the durable executor, commit the record, return the verdict dict."""
@@ -360,52 +396,41 @@ class Service:
                 )
                 continue
             case_id = obj.get("case_id") if isinstance(obj, dict) else None
+            # A repeated case_id is reported together with the record's own defects, if any.
+            errors = []
+            if isinstance(case_id, str):
+                if case_id in seen:
+                    message = (
+                        f"duplicate case_id: already at index {seen[case_id]} (must be unique in a batch)"
+                    )
+                    errors.append({"path": "case_id", "message": message})
+                else:
+                    seen[case_id] = index
             try:
                 case = validate_case(obj)
             except InvalidCase as exc:
-                refused[index] = orjson.dumps(
-                    {"index": index, "ok": False, "case_id": case_id, "errors": _case_errors(exc)}
-                )
+                errors += _case_errors(exc)
+            if errors:
+                refused[index] = _refused(index, case_id, errors)
                 continue
-            if case.case_id in seen:
-                message = (
-                    f"duplicate case_id: already at index {seen[case.case_id]} (must be unique in a batch)"
-                )
-                refused[index] = orjson.dumps(
-                    {
-                        "index": index,
-                        "ok": False,
-                        "case_id": case_id,
-                        "errors": [{"path": "case_id", "message": message}],
-                    }
-                )
-                continue
-            seen[case.case_id] = index
             valid.append(case)
             positions.append(index)
 
         try:
             day = parse_as_of(as_of)
-            verdicts = self.columnar.check_serialised(valid, day, lang)
-        except CasesRefused as exc:
-            verdicts = exc.verdicts
-            for p, reason in exc.refused.items():
-                index = positions[p]
-                refused[index] = orjson.dumps(
-                    {
-                        "index": index,
-                        "ok": False,
-                        "case_id": valid[p].case_id,
-                        "errors": [{"path": "query.as_of", "message": reason}],
-                    }
-                )
-            kept = set(exc.refused)
-            valid = [case for p, case in enumerate(valid) if p not in kept]
-            positions = [index for p, index in enumerate(positions) if p not in kept]
+            done, failed = isolated(valid, partial(self.columnar.check_serialised, as_of=day, lang=lang))
         except CalendarRangeError as exc:
             raise ApiError(
                 422, "as_of outside the calendar", [{"path": "query.as_of", "message": str(exc)}]
             ) from None
+        for at, error in failed.items():
+            path = "query.as_of" if error.path == "as_of" else error.path  # as_of is a query parameter
+            refused[positions[at]] = _refused(
+                positions[at], valid[at].case_id, [{"path": path, "message": error.message}]
+            )
+        verdicts = done[0][1] if len(done) == 1 else _in_order(done)
+        kept = [at for at in range(len(valid)) if at not in failed]
+        valid, positions = [valid[at] for at in kept], [positions[at] for at in kept]
         self.store.record_rows(
             CheckRows(
                 case_id=[case.case_id for case in valid],
@@ -420,6 +445,22 @@ class Service:
             )
         )
         return _answer(refused, verdicts)
+
+
+def _refused(index: int, case_id: Any, errors: list[dict[str, str]]) -> bytes:
+    """One refused item of a batch answer, serialised (the case_id cut if it is not a plausible one)."""
+    return orjson.dumps({"index": index, "ok": False, "case_id": shown_id(case_id), "errors": errors})
+
+
+def _in_order(parts: list[tuple[list[int], SerialisedVerdicts]]) -> SerialisedVerdicts:
+    """The verdicts of the parts ``isolated`` checked, joined in input order."""
+    rows = sorted(
+        ((position, part, row) for positions, part in parts for row, position in enumerate(positions)),
+        key=lambda entry: entry[0],
+    )
+    return SerialisedVerdicts(
+        *([getattr(part, f.name)[row] for _, part, row in rows] for f in fields(SerialisedVerdicts))
+    )
 
 
 def _answer(refused: list[bytes | None], verdicts: SerialisedVerdicts) -> bytes:
@@ -522,6 +563,7 @@ class BatchResult(BaseModel):
 
 ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"model": ErrorBody, "description": "API keys are configured and none valid was given"},
+    408: {"model": ErrorBody, "description": "the body did not arrive within the client timeout"},
     413: {"model": ErrorBody, "description": "body over the size limit"},
     422: {"model": ErrorBody, "description": "invalid input; every problem with its JSON path"},
 }
@@ -543,21 +585,21 @@ api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="t
 bearer = HTTPBearer(auto_error=False, description="the same key as a bearer token")
 
 
-async def authenticate(
+async def key_holder(
     request: Request,
     api_key: Annotated[str | None, Security(api_key_header)] = None,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Security(bearer)] = None,
-) -> str | None:
-    """The recorded caller: the key's name, or None when the service is open (no keys configured)."""
-    keys: dict[str, str] | None = request.app.state.service.keys
+) -> KeyHolder | None:
+    """Whose key the request carries, or None when the service is open (no keys configured)."""
+    keys: dict[str, KeyHolder] | None = request.app.state.service.keys
     if keys is None:
         return None
     offered = api_key or (credentials.credentials if credentials else None)
     if offered:
         found = None
-        for key, name in keys.items():  # compare with every key, in constant time
+        for key, holder in keys.items():  # compare with every key, in constant time
             if hmac.compare_digest(key.encode(), offered.encode()):
-                found = name
+                found = holder
         if found is not None:
             return found
     raise ApiError(
@@ -565,6 +607,14 @@ async def authenticate(
         "a valid API key is required (X-API-Key or Authorization: Bearer)",
         headers={"WWW-Authenticate": "Bearer"},
     )
+
+
+Holder = Annotated[KeyHolder | None, Depends(key_holder)]
+
+
+async def authenticate(holder: Holder) -> str | None:
+    """The recorded caller: the key's name, or None when the service is open."""
+    return None if holder is None else holder.name
 
 
 Caller = Annotated[str | None, Depends(authenticate)]
@@ -712,11 +762,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @app.get(
         "/v1/checks/{case_id}",
         summary="The logged checks of one case, oldest first",
+        description="A caller sees its own checks; a key marked `auditor` in the keys file sees every caller's.",
         response_model=History,
         responses=ERRORS,
     )
-    async def checks(case_id: CaseId, who: Caller) -> Response:
-        history = await anyio.to_thread.run_sync(service.store.history, case_id)
+    async def checks(case_id: CaseId, holder: Holder) -> Response:
+        # A caller reads its own checks; an auditor's key (and an open service) reads every caller's.
+        only = None if holder is None or holder.auditor else holder.name
+        history = await anyio.to_thread.run_sync(partial(service.store.history, case_id, caller=only))
         return json_response({"case_id": case_id, "checks": history})
 
     @app.get("/v1/rules", summary="Every rule of the pack", response_model=RuleList, responses=ERRORS)
@@ -873,6 +926,44 @@ def _cpu_count() -> int:
     return os.cpu_count() or 1
 
 
+class HeaderTimeoutProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol, closing a connection whose request headers do not arrive within the
+    client timeout: uvicorn times out only idle keep-alive connections, so a client trickling its headers
+    byte by byte would otherwise hold its connection for as long as it likes."""
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._header_timer: asyncio.TimerHandle | None = None
+        self._arm_header_timer()
+
+    def _arm_header_timer(self) -> None:
+        timeout = Settings.from_env().client_timeout
+        self._header_timer = self.loop.call_later(timeout, self._headers_too_slow)
+
+    def _headers_too_slow(self) -> None:
+        if not self.transport.is_closing():
+            self.transport.close()
+
+    def _disarm_header_timer(self) -> None:
+        if self._header_timer is not None:
+            self._header_timer.cancel()
+            self._header_timer = None
+
+    def on_headers_complete(self) -> None:
+        self._disarm_header_timer()
+        super().on_headers_complete()
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        if not self.transport.is_closing():
+            self._disarm_header_timer()
+            self._arm_header_timer()  # the next request's headers, once bytes of it arrive or not
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm_header_timer()
+        super().connection_lost(exc)
+
+
 def serve(
     host: str = "127.0.0.1",
     port: int = 8000,
@@ -884,6 +975,7 @@ def serve(
     max_batch_body: int | None = None,
     log_level: str = "info",
     access_log: bool = False,
+    client_timeout: float | None = None,
 ) -> None:
     """Run the service under uvicorn with ``workers`` processes (default: one per CPU).
 
@@ -899,6 +991,7 @@ def serve(
         api_keys=Path(api_keys).resolve() if api_keys else None,
         max_body=max_body if max_body is not None else env.max_body,
         max_batch_body=max_batch_body if max_batch_body is not None else env.max_batch_body,
+        client_timeout=client_timeout if client_timeout is not None else env.client_timeout,
     )
     if settings.api_keys:
         load_api_keys(settings.api_keys)
@@ -915,6 +1008,9 @@ def serve(
         log_config=_log_config(log_level),
         access_log=access_log,
         server_header=False,
+        http=HeaderTimeoutProtocol,
+        timeout_keep_alive=KEEP_ALIVE_TIMEOUT,
+        limit_concurrency=LIMIT_CONCURRENCY,
     )
 
 
@@ -966,9 +1062,14 @@ fetch("/openapi.json").then(r=>r.json()).then(doc=>{
       for(const p of (op.parameters||[])){
         if(p.in==="header")continue;
         form.appendChild(el("label",{},p.name+" ("+p.in+(p.required?", required":"")+")"+(p.description?": "+p.description:"")));
-        form.appendChild(el("input",{name:p.name}));form.lastChild.dataset.in=p.in;
+        const shown=((p.schema&&p.schema.examples)||[])[0];
+        form.appendChild(el("input",{name:p.name,value:shown===undefined?"":String(shown)}));form.lastChild.dataset.in=p.in;
       }
-      if(op.requestBody){form.appendChild(el("label",{},"JSON body"));form.appendChild(el("textarea",{}));}
+      if(op.requestBody){
+        const examples=Object.values(op.requestBody.content["application/json"].examples||{});
+        form.appendChild(el("label",{},"JSON body (an example from the sample cases)"));
+        form.appendChild(el("textarea",{value:examples.length?JSON.stringify(examples[0].value,null,2):""}));
+      }
       const out=el("pre");const btn=el("button",{type:"submit"},"Send");form.appendChild(btn);
       form.addEventListener("submit",ev=>{ev.preventDefault();tryIt(method.toUpperCase(),path,form,out);});
       box.appendChild(form);box.appendChild(out);root.appendChild(box);

@@ -432,10 +432,10 @@ class WorkdayIndex:
 
 def _overlay_path(overlay: str) -> Path:
     candidate = Path(overlay)
-    if candidate.suffix == ".toml" and candidate.is_absolute():
+    if candidate.suffix == ".toml":  # a path, relative to the working directory or absolute
         if not candidate.is_file():
             raise FileNotFoundError(f"calendar overlay file {candidate} does not exist")
-        return candidate
+        return candidate.resolve()
     folder = data_dir("calendars") / "overlays"
     path = folder / f"{overlay}.toml"
     if not path.is_file():
@@ -443,14 +443,14 @@ def _overlay_path(overlay: str) -> Path:
         listing = ", ".join(available) if available else "none"
         raise ValueError(
             f"unknown calendar overlay {overlay!r}; available overlays in {folder}: {listing} "
-            "(or pass an absolute path to a .toml file)"
+            "(or pass the path of a .toml file)"
         )
     return path
 
 
 @lru_cache(maxsize=16)
 def load_calendar(overlay: str | None = None) -> WorkdayIndex:
-    """The national working-day index, optionally with a local overlay (by name or absolute .toml path)."""
+    """The national working-day index, optionally with a local overlay (by name or .toml path)."""
     notices = load_notices()
     first = date(notices[0].year, 1, 1)
     last = date(notices[-1].year, 12, 31)

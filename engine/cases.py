@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import re
+import reprlib
 import types
 import typing
 from dataclasses import dataclass
@@ -34,12 +35,15 @@ from pydantic import (
     ValidationError,
     ValidationInfo,
     WithJsonSchema,
+    model_validator,
 )
 from pydantic_core import PydanticCustomError
 
 __all__ = [
     "CASE_MODELS",
     "KINDS",
+    "MAX_DEPTH",
+    "MAX_MONEY",
     "SHANGHAI",
     "Approval",
     "BankruptcyCase",
@@ -68,6 +72,9 @@ __all__ = [
     "case_json_schema",
     "leaf_types",
     "local_date",
+    "shown",
+    "shown_error",
+    "shown_id",
     "to_fen",
     "validate_case",
 ]
@@ -118,8 +125,9 @@ TIMESTAMP_FORM = re.compile(TIMESTAMP_TEXT)
 NON_NEGATIVE_NUMBER_SCHEMA_TEXT = r"^(?:[0-9]+(?:\.[0-9]+)?|-0+(?:\.0+)?)(?:[eE][+-]?[0-9]+)?$"
 NON_NEGATIVE_INTEGER_SCHEMA_TEXT = r"^(?:[0-9]+|-0+)(?:\.0+)?$"
 POSITIVE_INTEGER_SCHEMA_TEXT = r"^0*[1-9][0-9]*(?:\.0+)?$"
-MONEY_SCHEMA_TEXT = r"^(?:[0-9]+(?:\.[0-9]{1,2}0*)?|-0+(?:\.0+)?)$"
-POSITIVE_MONEY_SCHEMA_TEXT = r"^(?=[0-9.]*[1-9])[0-9]+(?:\.[0-9]{1,2}0*)?$"
+# At most 13 digits before the point (after leading zeros): the models' MAX_MONEY.
+MONEY_SCHEMA_TEXT = r"^(?:0*[0-9]{1,13}(?:\.[0-9]{1,2}0*)?|-0+(?:\.0+)?)$"
+POSITIVE_MONEY_SCHEMA_TEXT = r"^(?=[0-9.]*[1-9])0*[0-9]{1,13}(?:\.[0-9]{1,2}0*)?$"
 
 
 def _in_calendar(value: date | datetime) -> date | datetime:
@@ -160,7 +168,7 @@ def _parse_timestamp(value: Any) -> date | datetime:
             raise PydanticCustomError(
                 "timestamp_parsing",
                 "must be an ISO 8601 date or timestamp, got {input} ({reason})",
-                {"input": repr(value), "reason": str(exc).split(": ")[0]},
+                {"input": shown(value), "reason": str(exc).split(": ")[0]},
             ) from None
     elif isinstance(value, date):
         parsed = value
@@ -283,7 +291,9 @@ def _whole_fen(value: Decimal) -> Decimal:
     return value
 
 
-def _number_schema(json_type: str, text: str, description: str | None = None, **bound: int) -> WithJsonSchema:
+def _number_schema(
+    json_type: str, text: str, description: str | None = None, **bound: float
+) -> WithJsonSchema:
     """A JSON number (or integer) within the bound, or text of the form the models accept."""
     schema: dict[str, Any] = {"anyOf": [{"type": json_type, **bound}, {"type": "string", "pattern": text}]}
     if description:
@@ -312,23 +322,26 @@ NonNegativeInt = Annotated[
     Field(ge=0),
     _number_schema("integer", NON_NEGATIVE_INTEGER_SCHEMA_TEXT, minimum=0),
 ]
-# CNY amounts: exact decimals so that 5 % and 30 % thresholds compare exactly, in whole fen.
-_CNY = "CNY; a JSON number or numeric string with at most 2 decimal places (fen)"
+# CNY amounts: exact decimals so that 5 % and 30 % thresholds compare exactly, in whole fen. The upper
+# bound keeps every amount's fen inside int64 (the batches' columns) with room to add amounts up: no real
+# contract comes near ten trillion yuan, and 1e17 yuan once overflowed a whole batch.
+MAX_MONEY = Decimal("9999999999999.99")
+_CNY = "CNY; a JSON number or numeric string with at most 2 decimal places (fen), at most 9999999999999.99"
 Money = Annotated[
     Decimal,
     _numeric(MONEY_TEXT, "decimal_parsing"),
     BeforeValidator(_finite_number),
-    Field(ge=0, allow_inf_nan=False),
+    Field(ge=0, le=MAX_MONEY, allow_inf_nan=False),
     AfterValidator(_whole_fen),
-    _number_schema("number", MONEY_SCHEMA_TEXT, _CNY, minimum=0),
+    _number_schema("number", MONEY_SCHEMA_TEXT, _CNY, minimum=0, maximum=float(MAX_MONEY)),
 ]
 PositiveMoney = Annotated[
     Decimal,
     _numeric(MONEY_TEXT, "decimal_parsing"),
     BeforeValidator(_finite_number),
-    Field(gt=0, allow_inf_nan=False),
+    Field(gt=0, le=MAX_MONEY, allow_inf_nan=False),
     AfterValidator(_whole_fen),
-    _number_schema("number", POSITIVE_MONEY_SCHEMA_TEXT, _CNY, exclusiveMinimum=0),
+    _number_schema("number", POSITIVE_MONEY_SCHEMA_TEXT, _CNY, exclusiveMinimum=0, maximum=float(MAX_MONEY)),
 ]
 # pydantic's lax booleans: true/false, 0/1, and these words in any case.
 _FLAG_WORDS = ("true", "false", "yes", "no", "on", "off", "t", "f", "y", "n", "1", "0")
@@ -368,13 +381,45 @@ def to_fen(amount: Decimal) -> int:
 # ---------------------------------------------------------------------------------------------------------
 
 Text = Annotated[str, Field(min_length=1)]
+CASE_ID_MAX = 128
 OptionalTimestamp = Timestamp | None
+
+
+# Deepest nesting an unknown field may have: the verdict log re-serialises each record to hash it, and
+# orjson writes at most 254 levels, so a deeper record once answered 500 instead of an error.
+MAX_DEPTH = 64
+
+
+def _depth_exceeds(value: Any, limit: int) -> bool:
+    """Whether a parsed JSON value nests objects/arrays more than ``limit`` levels deep (iteratively: a
+    recursive walk of 1,000 levels would itself hit Python's recursion limit)."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > limit:
+            return True
+        for inner in item.values() if isinstance(item, dict) else item:
+            if isinstance(inner, dict | list):
+                stack.append((inner, depth + 1))
+    return False
 
 
 class _Record(BaseModel):
     """Unknown fields are kept (they round-trip) but no rule reads them: exporting systems add their own."""
 
     model_config = ConfigDict(extra="allow")
+
+    @model_validator(mode="after")
+    def _shallow_extras(self) -> _Record:
+        """Only unknown fields can hold arbitrary nesting (known ones have the models' shapes)."""
+        for name, value in (self.__pydantic_extra__ or {}).items():
+            if isinstance(value, dict | list) and _depth_exceeds(value, MAX_DEPTH):
+                raise PydanticCustomError(
+                    "too_deep",
+                    "unknown field {field} is nested more than {limit} levels deep",
+                    {"field": shown(name), "limit": MAX_DEPTH},
+                )
+        return self
 
 
 class Pause(_Record):
@@ -410,7 +455,7 @@ class InternalWorks(_Record):
 class CaseBase(_Record):
     """Fields every kind carries (SPEC "Case records")."""
 
-    case_id: Annotated[str, Field(min_length=1, max_length=128)]
+    case_id: Annotated[str, Field(min_length=1, max_length=CASE_ID_MAX)]
     kind: str  # narrowed to one Literal per kind; declared here so that dumps read case_id, kind, …
     district: str | None = None
     department: str | None = None
@@ -655,6 +700,24 @@ class InvalidCase(ValueError):
         super().__init__("; ".join(str(e) for e in errors))
 
 
+# Values echoed in messages are cut here, once: a 10 MB case_id must not make a 10 MB error line.
+_SHOWN = reprlib.Repr()
+_SHOWN.maxstring = _SHOWN.maxother = 60
+_SHOWN.maxlevel, _SHOWN.maxdict, _SHOWN.maxlist = 2, 4, 4
+
+
+def shown(value: Any) -> str:
+    """``repr(value)``, cut to about 60 characters per string and two levels of nesting."""
+    return _SHOWN.repr(value)
+
+
+def shown_id(value: Any) -> Any:
+    """A record's case_id as echoed next to its errors: as given when it could be a valid id, else cut."""
+    if isinstance(value, str) and len(value) <= CASE_ID_MAX:
+        return value
+    return None if value is None else shown(value)
+
+
 def _json_path(loc: tuple[int | str, ...]) -> str:
     """pydantic's location → JSON path, without the union's tag segment (the kind name)."""
     if loc and isinstance(loc[0], str) and loc[0] in CASE_MODELS:
@@ -703,13 +766,17 @@ def _message(error: Any) -> tuple[str, str]:
     kind, loc, ctx = error["type"], error["loc"], error.get("ctx") or {}
     path = _json_path(loc)
     if kind == "union_tag_invalid":
-        return "kind", f"unknown kind {ctx.get('tag')!r}; valid kinds: {_VALID_KINDS}"
+        return "kind", f"unknown kind {shown(ctx.get('tag'))}; valid kinds: {_VALID_KINDS}"
     if kind == "union_tag_not_found":
         return "kind", f"required field is missing; valid kinds: {_VALID_KINDS}"
     if kind in ("model_attributes_type", "model_type", "dict_type") and path == "$":
         return "$", "a case must be a JSON object"
     if kind == "literal_error":
-        return path, f"{error['input']!r} is not one of: {_choices(ctx.get('expected', ''))}"
+        return path, f"{shown(error['input'])} is not one of: {_choices(ctx.get('expected', ''))}"
+    if kind == "less_than_equal":
+        # pydantic gives a Decimal bound as its repr ("Decimal('9999999999999.99')").
+        bound = re.sub(r"^Decimal\('(.*)'\)$", r"\1", str(ctx.get("le")))
+        return path, f"must be at most {bound}"
     if kind in ("greater_than_equal", "greater_than"):
         bound = ctx.get("ge", ctx.get("gt"))
         if kind == "greater_than_equal" and bound == 0:
@@ -724,12 +791,24 @@ def _message(error: Any) -> tuple[str, str]:
 
 
 def validate_case(obj: Any) -> Case:
-    """A parsed JSON value → the case model of its kind, or ``InvalidCase`` listing every problem."""
+    """A parsed JSON value → the case model of its kind, or ``InvalidCase`` listing every problem.
+
+    Any other exception a validator raises on some odd input becomes this record's error too, so that
+    one record never stops the batch or scan it is in.
+    """
     try:
         return case_adapter.validate_python(obj)
     except ValidationError as exc:
         errors = [CaseError(*_message(e)) for e in exc.errors(include_url=False)]
         raise InvalidCase(errors) from None
+    except Exception as exc:
+        raise InvalidCase([CaseError("$", f"could not be validated: {shown_error(exc)}")]) from None
+
+
+def shown_error(exc: BaseException) -> str:
+    """An unexpected exception as one short line: its type and its (cut) message."""
+    text = str(exc)
+    return f"{type(exc).__name__}: {text[:200] + '…' if len(text) > 200 else text}"
 
 
 def case_json_schema(kind: str | None = None) -> dict[str, Any]:

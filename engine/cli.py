@@ -6,28 +6,31 @@ line and JSON path, so a pipeline never mistakes an error report for a verdict.
 
 from __future__ import annotations
 
+import codecs
 import os
 import sys
+import tempfile
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal, NoReturn
 
 import orjson
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from engine.calendar import CalendarRangeError, load_calendar
-from engine.cases import InvalidCase, case_json_schema, validate_case
-from engine.rules import KINDS, AggregateRule, RulePackError, load_pack, load_pack_from
+from engine.cases import InvalidCase, case_json_schema, shown_id, validate_case
+from engine.rules import KINDS, AggregateRule, RulePackError, diff_packs, load_pack, load_pack_from
 from engine.store import DEFAULT_STORE
 
 if TYPE_CHECKING:
     from engine.core import Engine
 
 app = typer.Typer(help="Check case records against 甬政办发〔2020〕36号.", no_args_is_help=True)
-rules_app = typer.Typer(help="The rule pack: list, show, validate.", no_args_is_help=True)
+rules_app = typer.Typer(help="The rule pack: list, show, validate, diff, test.", no_args_is_help=True)
 calendar_app = typer.Typer(help="The Chinese working-day calendar.", no_args_is_help=True)
 app.add_typer(rules_app, name="rules")
 app.add_typer(calendar_app, name="calendar")
@@ -58,13 +61,19 @@ def read_records(data: bytes) -> tuple[list[tuple[int, Any]], list[RecordError]]
     """One JSON object, a JSON array, or NDJSON → (line, object) pairs, plus lines that are not JSON.
 
     Array items are numbered by position (1-based) since a pretty-printed array has no line per item.
+    A UTF-8 byte order mark (Notepad and Excel write one) is skipped; input with no record is an error.
     """
+    data = data.removeprefix(codecs.BOM_UTF8)
     stripped = data.lstrip()
+    if not stripped:
+        return [], [RecordError(1, None, "$", "no case records: the input is empty")]
     if stripped.startswith(b"["):
         try:
             items = orjson.loads(data)
         except orjson.JSONDecodeError as exc:
             return [], [RecordError(1, None, "$", f"invalid JSON: {exc}")]
+        if not items:
+            return [], [RecordError(1, None, "$", "no case records: the JSON array is empty")]
         return list(enumerate(items, 1)), []
     try:
         return [(1, orjson.loads(data))], []
@@ -82,20 +91,24 @@ def read_records(data: bytes) -> tuple[list[tuple[int, Any]], list[RecordError]]
     return records, errors
 
 
+def fail(message: str) -> NoReturn:
+    """A user error: one line on stderr and exit 2, never a traceback (nor exit 1, which means "fail")."""
+    err.print(f"[red]error:[/] {escape(message)}", highlight=False)
+    raise typer.Exit(EXIT_INVALID)
+
+
 def _read_input(source: str) -> bytes:
     if source == "-":
         return sys.stdin.buffer.read()
     path = Path(source)
     if not path.is_file():
-        err.print(f"[red]error:[/] no such file: {source}")
-        raise typer.Exit(EXIT_INVALID)
+        fail(f"no such file: {source}")
     return path.read_bytes()
 
 
 def _choice(value: str, allowed: tuple[str, ...], option: str) -> Any:
     if value not in allowed:
-        err.print(f"[red]error:[/] {option} must be one of {', '.join(allowed)} (got {value!r})")
-        raise typer.Exit(EXIT_INVALID)
+        fail(f"{option} must be one of {', '.join(allowed)} (got {value!r})")
     return value
 
 
@@ -105,8 +118,7 @@ def _as_of(value: str | None) -> date | None:
     try:
         return date.fromisoformat(value)
     except ValueError:
-        err.print(f"[red]error:[/] --as-of: not a date: {value!r} (expected YYYY-MM-DD)")
-        raise typer.Exit(EXIT_INVALID) from None
+        fail(f"--as-of: not a date: {value!r} (expected YYYY-MM-DD)")
 
 
 def _report(errors: list[RecordError]) -> None:
@@ -125,8 +137,9 @@ def load_engine(name: Literal["durable", "columnar"]) -> Engine:
 def check_records(
     data: bytes, as_of: date | None, lang: Literal["zh", "en"], engine: Engine
 ) -> tuple[list[dict[str, Any]], list[RecordError]]:
-    """Validate every record, check the valid ones, and keep every problem with its line and path."""
-    from engine.core import CasesRefused
+    """Validate every record, check the valid ones, and keep every problem with its line and path; a
+    record that fails while being checked is reported as such and the others are still checked."""
+    from engine.core import isolated
 
     records, errors = read_records(data)
     cases, lines = [], []
@@ -135,19 +148,16 @@ def check_records(
             cases.append(validate_case(obj))
             lines.append(line)
         except InvalidCase as exc:
-            case_id = obj.get("case_id") if isinstance(obj, dict) else None
+            case_id = shown_id(obj.get("case_id")) if isinstance(obj, dict) else None
             errors.extend(RecordError(line, case_id, e.path, e.message) for e in exc.errors)
-    try:
-        verdicts = engine.check_many(cases, as_of, lang) if cases else []
-    except CasesRefused as exc:
-        verdicts = exc.verdicts
-        errors.extend(
-            RecordError(lines[p], cases[p].case_id, "as_of", reason) for p, reason in exc.refused.items()
-        )
-    except CalendarRangeError as exc:
-        err.print(f"[red]error:[/] --as-of: {exc}", highlight=False)
-        raise typer.Exit(EXIT_INVALID) from None
-    return verdicts, errors
+    done, failed = isolated(cases, lambda part: engine.check_many(part, as_of, lang))
+    for position, error in failed.items():
+        errors.append(RecordError(lines[position], cases[position].case_id, error.path, error.message))
+    verdicts: list[dict[str, Any] | None] = [None] * len(cases)
+    for positions, part in done:
+        for position, verdict in zip(positions, part, strict=True):
+            verdicts[position] = verdict
+    return [v for v in verdicts if v is not None], errors
 
 
 @app.command()
@@ -163,7 +173,10 @@ def check(
     chosen_lang = _choice(lang, ("zh", "en"), "--lang")
     chosen_engine = _choice(engine, ("durable", "columnar"), "--engine")
     day = _as_of(as_of)
-    verdicts, errors = check_records(_read_input(source), day, chosen_lang, load_engine(chosen_engine))
+    try:
+        verdicts, errors = check_records(_read_input(source), day, chosen_lang, load_engine(chosen_engine))
+    except CalendarRangeError as exc:
+        fail(f"--as-of: {exc}")
     _report(errors)
     if len(verdicts) == 1 and sys.stdout.isatty():
         sys.stdout.buffer.write(orjson.dumps(verdicts[0], option=orjson.OPT_INDENT_2) + b"\n")
@@ -210,39 +223,101 @@ def rules_validate(path: Path) -> None:
     try:
         loaded = load_pack_from(path)
     except RulePackError as exc:
-        err.print(f"[red]invalid:[/] {exc}", markup=True, highlight=False)
+        problems = str(exc).splitlines()
+        err.print(
+            f"[red]invalid:[/] {len(problems)} problem{'s' if len(problems) > 1 else ''}", highlight=False
+        )
+        for problem in problems:
+            err.print(problem, markup=False, highlight=False)
         raise typer.Exit(EXIT_INVALID) from None
     out.print(
         f"ok: {loaded.version}: {len(loaded.rules)} per-case rules, {len(loaded.aggregates)} aggregate rules"
     )
 
 
-def _calendar_call(function: Any, *args: Any) -> Any:
+def _pack_or_exit(name: str) -> Any:
     try:
-        return function(*args)
-    except (CalendarRangeError, ValueError) as exc:
-        err.print(f"[red]error:[/] {exc}", highlight=False)
+        return load_pack(name)
+    except RulePackError as exc:
+        fail(str(exc))
+
+
+@rules_app.command("diff")
+def rules_diff(
+    old: Annotated[str, typer.Argument(help="The pack in force: a name or folder.")],
+    new: Annotated[str, typer.Argument(help="The proposed pack: a name or folder.")],
+) -> None:
+    """Rules added (+), removed (-) and changed (~: limit, conditions, measure, severity, dates, clause)."""
+    before, after = _pack_or_exit(old), _pack_or_exit(new)
+    lines = diff_packs(before, after)
+    out.print(f"{before.version} → {after.version}: {len(lines)} rule(s) differ", highlight=False)
+    for line in lines:
+        out.print(line, markup=False, highlight=False)
+
+
+@rules_app.command("test")
+def rules_test(pack: Annotated[str, typer.Option(help="Pack name or folder.")] = "ningbo-2020") -> None:
+    """Run every example of the pack (its examples/ folder) through both executors. Exit 1 on a difference."""
+    from engine.examples import run_examples
+
+    loaded = _pack_or_exit(pack)
+    try:
+        runs = run_examples(loaded, load_calendar(), loaded.folder / "examples")
+    except RulePackError as exc:
+        for problem in str(exc).splitlines():
+            err.print(f"[red]invalid:[/] {problem}", highlight=False)
         raise typer.Exit(EXIT_INVALID) from None
+    table = Table(title=f"{loaded.version}: {len(runs)} examples")
+    for column in ("rule", "example", "expected", "durable", "columnar", ""):
+        table.add_column(column)
+    for run in runs:
+        mark = "ok" if run.ok else "[red]DIFFERS[/]"
+        table.add_row(run.example.rule, run.example.name, run.expected, run.durable, run.columnar, mark)
+    out.print(table)
+    failed = [run for run in runs if not run.ok]
+    for run in failed:
+        err.print(
+            f"{run.file}: {run.example.rule} / {run.example.name} (as_of {run.example.as_of}): expected "
+            f"{run.expected}, durable {run.durable}, columnar {run.columnar}; case {orjson.dumps(run.case).decode()}",
+            markup=False,
+            highlight=False,
+        )
+    if failed:
+        raise typer.Exit(EXIT_FAIL)
+
+
+def _calendar_call(method: str, overlay: str | None, *args: Any) -> Any:
+    """A calendar method, with the calendar (and its overlay) loaded inside, so that a bad overlay is a
+    user error like a bad date."""
+    try:
+        return getattr(load_calendar(overlay), method)(*args)
+    except (ValueError, OSError) as exc:  # CalendarRangeError and CalendarDataError are ValueErrors
+        fail(str(exc))
+
+
+OverlayOption = Annotated[
+    str | None, typer.Option(help="A local overlay: its name, or the path of a .toml file.")
+]
 
 
 @calendar_app.command("is-workday")
-def calendar_is_workday(day: str, overlay: Annotated[str | None, typer.Option()] = None) -> None:
+def calendar_is_workday(day: str, overlay: OverlayOption = None) -> None:
     """Whether DAY is a working day (weekends, statutory holidays and make-up days considered)."""
-    answer = _calendar_call(load_calendar(overlay).is_working_day, day)
+    answer = _calendar_call("is_working_day", overlay, day)
     out.print(f"{day}: {'working day 工作日' if answer else 'day off 休息日'}")
 
 
 @calendar_app.command("between")
-def calendar_between(start: str, end: str, overlay: Annotated[str | None, typer.Option()] = None) -> None:
+def calendar_between(start: str, end: str, overlay: OverlayOption = None) -> None:
     """Working days d with START < d ≤ END (the start day is not counted, 民法典 第201条)."""
-    count = _calendar_call(load_calendar(overlay).working_days_between, start, end)
+    count = _calendar_call("working_days_between", overlay, start, end)
     out.print(f"{count} working days after {start} up to {end}")
 
 
 @calendar_app.command("add")
-def calendar_add(day: str, n: int, overlay: Annotated[str | None, typer.Option()] = None) -> None:
+def calendar_add(day: str, n: int, overlay: OverlayOption = None) -> None:
     """The N-th working day after DAY (a deadline of N working days)."""
-    result = _calendar_call(load_calendar(overlay).add_working_days, day, n)
+    result = _calendar_call("add_working_days", overlay, day, n)
     out.print(f"{n} working days after {day}: {result}")
 
 
@@ -322,33 +397,48 @@ def scan(
     if by is not None:
         _choice(by, ("district", "department"), "--by")
     chosen_engine = _choice(engine, ("durable", "columnar"), "--engine")
+    skipped: list[tuple[str, str]] = []
     try:
-        files = input_files(paths)
+        files = input_files(paths, skipped)
     except (FileNotFoundError, ValueError) as exc:
-        err.print(f"[red]error:[/] {exc}", highlight=False)
-        raise typer.Exit(EXIT_INVALID) from None
+        fail(str(exc))
+    for file, why in skipped:
+        err.print(f"skipped {file}: {why}", markup=False, highlight=False)
+    if not files:
+        fail(f"no input files to read in {', '.join(map(str, paths))}")
     if workers is None:
         # A columnar scan already keeps every core busy inside Polars (200,000 cases on 2 cores: 4.6 s in
         # one process, 5.6 s with two workers); the durable executor runs on one core, and starting
         # workers costs a second or two, so they pay only for large durable scans.
         large = sum(path.stat().st_size for path in files) > 16 * 2**20
         workers = (os.cpu_count() or 1) if large and chosen_engine == "durable" else 1
+    day = _as_of(as_of)
+    _writable(out_dir)
     try:
-        scanner = Scanner(
-            load_engine(chosen_engine), out_dir, _as_of(as_of), chosen_period, by, max(1, workers)
-        )
+        scanner = Scanner(load_engine(chosen_engine), out_dir, day, chosen_period, by, max(1, workers))
+        columns = (TextColumn("scanning"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+        with Progress(*columns, console=err, disable=not err.is_terminal, transient=True) as bar:
+            task = bar.add_task("scan", total=None)
+            summary = scanner.scan(files, lambda n: bar.advance(task, n), skipped)
     except CalendarRangeError as exc:
-        err.print(f"[red]error:[/] --as-of: {exc}", highlight=False)
-        raise typer.Exit(EXIT_INVALID) from None
-    columns = (TextColumn("scanning"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with Progress(*columns, console=err, disable=not err.is_terminal, transient=True) as bar:
-        task = bar.add_task("scan", total=None)
-        summary = scanner.scan(files, progress=lambda n: bar.advance(task, n))
+        fail(f"--as-of: {exc}")
+    if summary["input"] == 0:
+        fail(f"no case records in {', '.join(map(str, files))} (the files are empty)")
     report = write_report(out_dir)
     _print_summary(summary, out_dir)
     out.print(f"report: {report}")
     if summary["verdicts"] == 0 and summary["errors"]:
         raise typer.Exit(EXIT_INVALID)
+
+
+def _writable(folder: Path) -> None:
+    """Fail now, in one line, if the outputs cannot be written to ``folder`` (not after the whole scan)."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as exc:
+        fail(f"--out {folder}: cannot write there ({exc.strerror or exc})")
 
 
 def _print_summary(summary: dict[str, Any], out_dir: Path) -> None:
@@ -411,11 +501,22 @@ def serve(
     ] = DEFAULT_STORE,
     api_keys: Annotated[
         Path | None,
-        typer.Option("--api-keys", help="File of name:key lines; without it the service is open."),
+        typer.Option(
+            "--api-keys",
+            help="File of name:key lines (add ' auditor' to read every caller's checks); without it the service is open.",
+        ),
     ] = None,
     workers: Annotated[int | None, typer.Option(help="Worker processes (default: one per CPU).")] = None,
 ) -> None:
     """Run the HTTP service (FastAPI + uvicorn): /v1/check, /v1/check/batch, /v1/rules, /docs, …"""
+    from engine.api import load_api_keys
     from engine.api import serve as run_service
 
+    if api_keys is not None:
+        try:
+            load_api_keys(api_keys)
+        except OSError as exc:
+            fail(f"--api-keys {api_keys}: {exc.strerror or exc}")
+        except ValueError as exc:  # names the line that is not name:key
+            fail(f"--api-keys: {exc}")
     run_service(host=host, port=port, store=store, api_keys=api_keys, workers=workers)

@@ -7,17 +7,17 @@ order; a single check is the same path with a batch of one.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import fields
 from datetime import date, datetime
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, TypeVar
 from zoneinfo import ZoneInfo
 
 import numpy as np
 import orjson
 
 from engine.calendar import CalendarRangeError, WorkdayIndex, load_calendar
-from engine.cases import Case, CaseBase, validate_case
+from engine.cases import Case, CaseBase, CaseError, shown_error, validate_case
 from engine.executors.plan import KindPlan, plan_kind, status_of
 from engine.measures import Batch, Measured, measure_batch, referenced_fields
 from engine.rules import KINDS, RulePack, load_pack
@@ -25,6 +25,7 @@ from engine.verdicts import Lang, SerialisedVerdicts, Verdict, VerdictBuilder
 
 EngineName = Literal["durable", "columnar"]
 SHANGHAI = ZoneInfo("Asia/Shanghai")
+T = TypeVar("T")
 
 
 class Executor(Protocol):
@@ -57,6 +58,37 @@ def refused_reason(as_of: date, covered: tuple[int, int]) -> str:
         f"{as_of} lies past the working-day calendar and the case is still open, so its working days "
         f"cannot be counted: {CalendarRangeError(as_of.year, covered)}"
     )
+
+
+def isolated(
+    items: Sequence[Any], run: Callable[[Sequence[Any]], T]
+) -> tuple[list[tuple[list[int], T]], dict[int, CaseError]]:
+    """``run`` over all ``items`` at once; where it raises, over halves, down to the single items that
+    make it raise. Returns each part that ran (the positions judged, their results in order) and, per
+    item not judged, its error: ``as_of`` for a case refused by ``CasesRefused``, ``$`` for a failure.
+
+    This is how one record never sinks the others, whatever goes wrong while it is measured or matched:
+    a batch with k such records costs about k·log2(n) extra runs, a clean batch none. An ``as_of``
+    outside the calendar for every case concerns the whole request, not a record: it is raised as is.
+    """
+    done: list[tuple[list[int], T]] = []
+    failed: dict[int, CaseError] = {}
+    parts = [list(range(len(items)))] if items else []
+    while parts:
+        part = parts.pop()
+        try:
+            done.append((part, run([items[i] for i in part])))
+        except CasesRefused as exc:  # the others of the part were judged
+            done.append(([p for i, p in enumerate(part) if i not in exc.refused], exc.verdicts))
+            failed.update((part[i], CaseError("as_of", why)) for i, why in exc.refused.items())
+        except CalendarRangeError:
+            raise
+        except Exception as exc:
+            if len(part) == 1:
+                failed[part[0]] = CaseError("$", f"could not be checked: {shown_error(exc)}")
+            else:
+                parts += [part[len(part) // 2 :], part[: len(part) // 2]]
+    return done, failed
 
 
 def pending_outcomes(plan: KindPlan, positions: np.ndarray) -> np.ndarray:

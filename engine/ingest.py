@@ -17,7 +17,9 @@ pydantic too. Exporters that write ``null`` for absent fields therefore take the
 
 from __future__ import annotations
 
+import codecs
 import functools
+import gzip
 import itertools
 import typing
 from collections.abc import Iterable, Iterator
@@ -37,6 +39,7 @@ from pydantic_core import PydanticUndefined
 
 from engine.cases import (
     CASE_MODELS,
+    MAX_DEPTH,
     NUMBER_TEXT,
     TIMESTAMP_TEXT,
     Exemption,
@@ -90,6 +93,7 @@ class FieldSpec:
     choices: tuple[str, ...] = ()
     lower: float | None = None  # ≥ lower, or > lower when ``exclusive``
     exclusive: bool = False
+    upper: float | None = None  # ≤ upper
     min_length: int = 0
     max_length: int | None = None
     not_before: str | None = None  # the sibling field this end must not precede
@@ -113,6 +117,8 @@ def field_specs(model: type[BaseModel]) -> tuple[FieldSpec, ...]:
         for item in metadata:
             if isinstance(item, annotated_types.Ge):
                 options.update(lower=float(item.ge))  # type: ignore[arg-type]
+            elif isinstance(item, annotated_types.Le):
+                options.update(upper=float(item.le))  # type: ignore[arg-type]
             elif isinstance(item, annotated_types.Gt):
                 options.update(lower=float(item.gt), exclusive=True)  # type: ignore[arg-type]
             elif isinstance(item, annotated_types.MinLen):
@@ -275,16 +281,19 @@ def _without_nulls(value: Any) -> Any:
     return value
 
 
-def read_ndjson_frames(path: Path, chunk: int) -> Iterator[RecordFrame]:
-    """Chunks of an NDJSON file as frames; lines that are not JSON go to the chunk's ``unreadable``.
+def read_ndjson_frames(path: Path, chunk: int, gzipped: bool = False) -> Iterator[RecordFrame]:
+    """Chunks of an NDJSON file (gzipped or not) as frames; lines that are not JSON go to the chunk's
+    ``unreadable``; a UTF-8 byte order mark at the start is skipped.
 
     A chunk Polars refuses as a whole (a broken line, a value of an impossible shape) is read again line
     by line with orjson, so one bad line costs its chunk the fast path, never its neighbours' verdicts.
     """
     name = str(path)
-    with path.open("rb") as handle:
+    with gzip.open(path, "rb") if gzipped else path.open("rb") as handle:
         first = 1
         while lines := list(itertools.islice(handle, chunk)):  # lines split in C, not a Python loop
+            if first == 1:
+                lines[0] = lines[0].removeprefix(codecs.BOM_UTF8)
             yield _ndjson_frame(name, lines, np.arange(first, first + len(lines), dtype=np.int64))
             first += len(lines)
 
@@ -303,7 +312,10 @@ def _ndjson_frame(name: str, lines: list[bytes], numbers: np.ndarray, retry: boo
         return _line_by_line(name, lines, numbers, retry)
     keys, mistyped = _key_patterns()
     present = frame.select(_present_keys()).to_series()
-    typed = ((text.str.count_matches(keys) == present) & ~text.str.contains(mistyped)).to_numpy()
+    # A line with more brackets than the nesting cap might nest too deep in an unknown field (which the
+    # frame does not read): pydantic decides.
+    shallow = text.str.count_matches(r"[\[{]") <= MAX_DEPTH
+    typed = ((text.str.count_matches(keys) == present) & ~text.str.contains(mistyped) & shallow).to_numpy()
     whole = RecordFrame(name, frame, numbers, lines, [])
     if typed.all():
         return whole
@@ -581,6 +593,8 @@ def _valid(specs: dict[str, FieldSpec]) -> pl.Expr:
         if spec.lower is not None:
             value = pl.col(f"{name}#v")
             good = good & ((value > spec.lower) if spec.exclusive else (value >= spec.lower))
+        if spec.upper is not None:
+            good = good & (pl.col(f"{name}#v") <= spec.upper)
         if spec.not_before is not None:
             start = name.rsplit(".", 1)[0] + "." + spec.not_before if "." in name else spec.not_before
             end_at, start_at = pl.col(f"{name}#at"), pl.col(f"{start}#at")

@@ -24,19 +24,16 @@ from pydantic import BaseModel
 from engine.calendar import CalendarRangeError, WorkdayIndex
 from engine.cases import CASE_MODELS, leaf_types
 from engine.rules import (
-    AllOf,
-    AnyOf,
     CalendarDaysMeasure,
-    Condition,
     FieldMeasure,
-    Leaf,
     MonthsMeasure,
-    NotOf,
     PauseReason,
     RatioMeasure,
     Rule,
     RulePack,
     WorkingDaysMeasure,
+    iter_leaves,
+    measure_fields,
 )
 
 NAT = np.datetime64("NaT", "D")
@@ -367,28 +364,6 @@ def referenced_fields(pack: RulePack, kind: str) -> list[str]:
         for name in measure_fields(rule.measure):
             found[name] = None
     return list(found)
-
-
-def iter_leaves(condition: Condition) -> list[Leaf]:
-    if isinstance(condition, Leaf):
-        return [condition]
-    if isinstance(condition, AllOf):
-        children = condition.all
-    elif isinstance(condition, AnyOf):
-        children = condition.any
-    else:
-        assert isinstance(condition, NotOf)
-        children = [condition.not_]
-    return [leaf for child in children for leaf in iter_leaves(child)]
-
-
-def measure_fields(measure: Any) -> list[str]:
-    if isinstance(measure, FieldMeasure):
-        return [measure.field]
-    if isinstance(measure, RatioMeasure):
-        return [measure.numerator, measure.denominator]
-    starts = measure.start if isinstance(measure.start, list) else [measure.start]
-    return [*starts, measure.end]
 
 
 @dataclass

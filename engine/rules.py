@@ -18,6 +18,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, model_validator
 
+from engine.cases import CASE_MODELS, leaf_types
 from engine.resources import data_dir
 
 Kind = Literal[
@@ -211,6 +212,9 @@ class Rule(Strict):
     severity: Literal["mandatory", "advisory"]
     exemptible: bool = False
     effective_from: date
+    # The last day the rule applies; a case anchored later is not_applicable, naming replaced_by if given.
+    effective_until: date | None = None
+    replaced_by: str | None = Field(default=None, pattern=r"^[a-z0-9_]+(\.[a-z0-9_]+)+$")
     # steps, documents, CNY … for field measures; time and ratio measures carry their own unit.
     unit: str | None = None
     # 预警: the days left (in the measure's unit) at which an open case gets its yellow card; None takes
@@ -226,6 +230,14 @@ class Rule(Strict):
     def timed(self) -> bool:
         """A time limit: its open cases have a deadline and are watched (预警 / 超时)."""
         return isinstance(self.measure, TIME_MEASURES)
+
+    @model_validator(mode="after")
+    def _ends_after_it_starts(self) -> Rule:
+        if self.effective_until is not None and self.effective_until < self.effective_from:
+            raise ValueError(f"effective_until {self.effective_until} is before effective_from")
+        if self.replaced_by is not None and self.effective_until is None:
+            raise ValueError("replaced_by needs effective_until")
+        return self
 
     @model_validator(mode="after")
     def _unit_from_measure(self) -> Rule:
@@ -251,6 +263,7 @@ class AggregateRule(Strict):
     require: Requirement
     severity: Literal["mandatory", "advisory"] = "mandatory"
     effective_from: date
+    effective_until: date | None = None
     min_cases: int = 5
 
     @model_validator(mode="after")
@@ -260,6 +273,51 @@ class AggregateRule(Strict):
         if self.statistic == "share" and self.share_of is None:
             raise ValueError("a share needs share_of")
         return self
+
+
+def iter_leaves(condition: Condition) -> list[Leaf]:
+    if isinstance(condition, Leaf):
+        return [condition]
+    if isinstance(condition, AllOf):
+        children = condition.all
+    elif isinstance(condition, AnyOf):
+        children = condition.any
+    else:
+        assert isinstance(condition, NotOf)
+        children = [condition.not_]
+    return [leaf for child in children for leaf in iter_leaves(child)]
+
+
+def measure_fields(measure: Any) -> list[str]:
+    if isinstance(measure, FieldMeasure):
+        return [measure.field]
+    if isinstance(measure, RatioMeasure):
+        return [measure.numerator, measure.denominator]
+    starts = measure.start if isinstance(measure.start, list) else [measure.start]
+    return [*starts, measure.end]
+
+
+def rule_fields(rule: Rule | AggregateRule) -> list[str]:
+    """Every case field a rule reads: its conditions' and its measure's."""
+    conditions = [rule.when] if isinstance(rule, Rule) else [rule.scope, rule.share_of]
+    names = [
+        leaf.field for condition in conditions if condition is not None for leaf in iter_leaves(condition)
+    ]
+    if rule.measure is not None:
+        names.extend(measure_fields(rule.measure))
+    return list(dict.fromkeys(names))
+
+
+def unknown_field(kind: str, path: str) -> str | None:
+    """Why a dotted field path is not a field of the kind's case model (None when it is)."""
+    model: Any = CASE_MODELS[kind]
+    for depth, part in enumerate(path.split(".")):
+        if model is None or part not in model.model_fields:
+            where = ".".join(path.split(".")[:depth]) or kind
+            return f"{path!r} is not a field of {where}"
+        leaves = leaf_types(model.model_fields[part].annotation)
+        model = next((t for t in leaves if isinstance(t, type) and issubclass(t, BaseModel)), None)
+    return None
 
 
 class RuleFile(Strict):
@@ -288,6 +346,7 @@ class RulePack:
         self, manifest: PackManifest, rules: list[Rule], aggregates: list[AggregateRule], digest: str
     ):
         self.manifest = manifest
+        self.folder: Path | None = None
         self.rules = rules
         self.aggregates = aggregates
         self.version = f"{manifest.name}@{digest[:12]}"
@@ -313,11 +372,13 @@ def _format_location(loc: tuple[Any, ...]) -> str:
 
 
 def load_pack_from(folder: Path) -> RulePack:
-    """Load and validate every YAML file of a pack folder; the first problem found stops the load."""
+    """Load and validate every YAML file of a pack folder; every problem of every file is reported at once
+    (``RulePackError``, one line each), naming the file, the rule and the field."""
     files = sorted(p for p in folder.glob("*.yaml") if p.name != "pack.yaml")
     manifest_path = folder / "pack.yaml"
     if not manifest_path.exists():
         raise RulePackError(f"{folder}: no pack.yaml (name, document, title, anchors)")
+    problems: list[str] = []
     digest = hashlib.sha256()
     try:
         raw_manifest = manifest_path.read_bytes()
@@ -325,6 +386,11 @@ def load_pack_from(folder: Path) -> RulePack:
     except (ValidationError, yaml.YAMLError) as exc:
         raise RulePackError(f"{manifest_path}: {exc}") from exc
     digest.update(raw_manifest)
+    for kind in sorted(set(KINDS) - set(manifest.anchors)):
+        problems.append(f"{manifest_path}: anchors: no anchor date for {kind}")
+    for kind, anchor in manifest.anchors.items():
+        if (why := unknown_field(kind, anchor)) is not None:
+            problems.append(f"{manifest_path}: anchors.{kind}: {why}")
     rules: list[Rule] = []
     aggregates: list[AggregateRule] = []
     seen: dict[str, Path] = {}
@@ -334,23 +400,43 @@ def load_pack_from(folder: Path) -> RulePack:
         try:
             rule_file = RuleFile.model_validate(yaml.safe_load(raw))
         except (ValidationError, yaml.YAMLError) as exc:
-            raise RulePackError(f"{path}: {exc}") from exc
+            problems.append(f"{path}: {exc}")
+            continue
         for position, entry in enumerate(rule_file.rules):
             rule_id = entry.get("id", f"#{position + 1}")
             model = AggregateRule if entry.get("aggregate") else Rule
             try:
                 rule = model.model_validate(entry)
             except ValidationError as exc:
-                problems = "; ".join(f"{_format_location(e['loc'])}: {e['msg']}" for e in exc.errors())
-                raise RulePackError(f"{path}: rule {rule_id}: {problems}") from exc
+                problems.extend(
+                    f"{path}: rule {rule_id}: {_format_location(e['loc'])}: {e['msg']}" for e in exc.errors()
+                )
+                continue
             if rule.id in seen:
-                raise RulePackError(f"{path}: rule {rule.id}: id already defined in {seen[rule.id]}")
+                problems.append(f"{path}: rule {rule.id}: id already defined in {seen[rule.id]}")
             seen[rule.id] = path
+            problems.extend(f"{path}: rule {rule.id}: {why}" for why in _field_problems(rule))
             (aggregates if isinstance(rule, AggregateRule) else rules).append(rule)  # type: ignore[arg-type]
-    missing = set(KINDS) - set(manifest.anchors)
-    if missing:
-        raise RulePackError(f"{manifest_path}: anchors: no anchor date for {', '.join(sorted(missing))}")
-    return RulePack(manifest, rules, aggregates, digest.hexdigest())
+    for rule in rules:
+        if rule.replaced_by is not None and rule.replaced_by not in seen:
+            problems.append(f"{seen[rule.id]}: rule {rule.id}: replaced_by: no rule {rule.replaced_by!r}")
+    if problems:
+        raise RulePackError("\n".join(problems))
+    pack = RulePack(manifest, rules, aggregates, digest.hexdigest())
+    pack.folder = folder
+    return pack
+
+
+def _field_problems(rule: Rule | AggregateRule) -> list[str]:
+    """The fields a rule reads that its kind does not have: a typo would make it not_applicable to every
+    case. A rule of every kind (``*``) needs each field in some kind."""
+    kinds = list(KINDS) if rule.kind == "*" else [rule.kind]
+    found = []
+    for name in rule_fields(rule):
+        reasons = [unknown_field(kind, name) for kind in kinds]
+        if all(reasons):
+            found.append(reasons[0] if len(kinds) == 1 else f"{name!r} is not a field of any kind")
+    return found
 
 
 @lru_cache(maxsize=8)
@@ -360,3 +446,43 @@ def load_pack(name: str = "ningbo-2020") -> RulePack:
     if not folder.is_dir():
         raise RulePackError(f"rule pack {name!r} not found (looked in {folder})")
     return load_pack_from(folder)
+
+
+# What `rules diff` compares, in the words of the person who signs off the change.
+_DIFF_FIELDS = {
+    "limit": lambda r: f"{r.require.op} {r.require.limit}",
+    "conditions": lambda r: _dumped(r.when if isinstance(r, Rule) else (r.scope, r.share_of)),
+    "measure": lambda r: _dumped(r.measure),
+    "severity": lambda r: r.severity,
+    "from": lambda r: str(r.effective_from),
+    "until": lambda r: str(r.effective_until) if r.effective_until else "open",
+    "clause": lambda r: r.source.clause,
+}
+
+
+def _dumped(value: Any) -> str:
+    if isinstance(value, tuple):
+        return "; ".join(_dumped(v) for v in value)
+    return "none" if value is None else value.model_dump_json(by_alias=True, exclude_none=True)
+
+
+def diff_packs(old: RulePack, new: RulePack) -> list[str]:
+    """One line per rule added (+), removed (-) or changed (~, with each changed field old → new)."""
+    lines = [
+        f"+ {rule_id}: {new.by_id[rule_id].title.en}" for rule_id in new.by_id if rule_id not in old.by_id
+    ]
+    lines += [
+        f"- {rule_id}: {old.by_id[rule_id].title.en}" for rule_id in old.by_id if rule_id not in new.by_id
+    ]
+    for rule_id, before in old.by_id.items():
+        after = new.by_id.get(rule_id)
+        if after is None:
+            continue
+        changes = [
+            f"{name} {show(before)} → {show(after)}"
+            for name, show in _DIFF_FIELDS.items()
+            if show(before) != show(after)
+        ]
+        if changes:
+            lines.append(f"~ {rule_id}: " + "; ".join(changes))
+    return lines

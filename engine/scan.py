@@ -9,13 +9,15 @@ with its file, line (or row) and JSON path, and ``input = verdicts + errors`` ho
 
 from __future__ import annotations
 
+import codecs
 import contextlib
 import multiprocessing
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date
+from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -28,15 +30,16 @@ import pyarrow.parquet as pq
 
 from engine.aggregates import AggregateAccumulator, Period
 from engine.calendar import CalendarRangeError
-from engine.cases import Case, InvalidCase, validate_case
+from engine.cases import Case, InvalidCase, shown_id, validate_case
 from engine.cases import CaseError as CaseProblem
-from engine.core import Engine, parse_as_of, refused_reason
+from engine.core import Engine, isolated, parse_as_of, refused_reason
 from engine.executors.plan import KindPlan, status_of
 from engine.ingest import Located, RecordFrame, read_ndjson_frames, read_parquet_frames, validate_frame
 from engine.measures import Batch, Measured, measure_batch
 from engine.verdicts import CASE_VERDICTS
 
 SUFFIXES = {".ndjson": "ndjson", ".jsonl": "ndjson", ".json": "json", ".csv": "csv", ".parquet": "parquet"}
+GZIP = ".gz"  # any text form may be gzipped (.ndjson.gz, .jsonl.gz, .json.gz, .csv.gz)
 CHUNK = 20_000
 # Rows per frame chunk: Polars plans each chunk's checks once (tens of ms), so frames are larger.
 FRAME_CHUNK = 50_000
@@ -95,21 +98,40 @@ class ScanError:
     message: str
 
 
-def input_files(paths: Iterable[Path]) -> list[Path]:
-    """Files to read: each named file, and every file of a known kind in each named folder (sorted)."""
+def input_form(path: Path) -> tuple[str, bool]:
+    """(form, gzipped) of a file from its suffixes, in any case (``cases.NDJSON``, ``x.csv.GZ``), or
+    ValueError saying why it cannot be read."""
+    suffixes = [suffix.lower() for suffix in path.suffixes]
+    gzipped = suffixes[-1:] == [GZIP]
+    form = SUFFIXES.get(suffixes[-2] if gzipped and len(suffixes) > 1 else suffixes[-1] if suffixes else "")
+    if form is None:
+        raise ValueError(
+            "unknown input format (use .ndjson, .jsonl, .json, .csv or .parquet, or .gz of these)"
+        )
+    if gzipped and form == "parquet":
+        raise ValueError("a gzipped Parquet file cannot be read (Parquet compresses its own pages)")
+    return form, gzipped
+
+
+def input_files(paths: Iterable[Path], skipped: list[tuple[str, str]] | None = None) -> list[Path]:
+    """Files to read: each named file, and every readable file in each named folder (sorted); the files
+    of a folder that cannot be read are added to ``skipped`` as (file, why), a named one is an error."""
     files: list[Path] = []
     for path in paths:
         if path.is_dir():
-            files.extend(sorted(p for p in path.rglob("*") if p.suffix in SUFFIXES and p.is_file()))
+            for found in sorted(p for p in path.rglob("*") if p.is_file()):
+                try:
+                    input_form(found)
+                except ValueError as exc:
+                    if skipped is not None:
+                        skipped.append((str(found), str(exc)))
+                    continue
+                files.append(found)
         elif path.is_file():
+            input_form(path)  # raises for a file named but not readable
             files.append(path)
         else:
             raise FileNotFoundError(f"no such file or folder: {path}")
-    unknown = [str(p) for p in files if p.suffix not in SUFFIXES]
-    if unknown:
-        raise ValueError(
-            f"unknown input format (use .ndjson, .jsonl, .json, .csv or .parquet): {', '.join(unknown)}"
-        )
     return files
 
 
@@ -134,15 +156,17 @@ def _nested(flat: dict[str, Any]) -> dict[str, Any]:
 def read_records(path: Path) -> Iterator[RecordFrame]:
     """Chunks of a file: NDJSON and Parquet as frames for the column checks, JSON arrays and CSV as
     records for pydantic (they are read whole or row by row anyway)."""
-    form = SUFFIXES[path.suffix]
+    form, gzipped = input_form(path)
     name = str(path)
     if form == "ndjson":
-        yield from read_ndjson_frames(path, FRAME_CHUNK)
+        yield from read_ndjson_frames(path, FRAME_CHUNK, gzipped)
     elif form == "parquet":
         yield from read_parquet_frames(path, FRAME_CHUNK)
     elif form == "json":
+        with pa.input_stream(path, compression="gzip" if gzipped else None) as stream:
+            data = stream.read().removeprefix(codecs.BOM_UTF8)
         try:
-            data = orjson.loads(path.read_bytes())
+            data = orjson.loads(data)
         except orjson.JSONDecodeError as exc:
             chunk = RecordFrame.of_records(name, [])
             chunk.unreadable.append((1, f"invalid JSON: {exc}"))
@@ -157,7 +181,9 @@ def read_records(path: Path) -> Iterator[RecordFrame]:
     else:
         options = pa_csv.ConvertOptions(strings_can_be_null=True)
         reader = pa_csv.open_csv(
-            path, read_options=pa_csv.ReadOptions(block_size=1 << 22), convert_options=options
+            pa.input_stream(path, compression="gzip" if gzipped else None),
+            read_options=pa_csv.ReadOptions(block_size=1 << 22),
+            convert_options=options,
         )
         # Every column as text: the case models read numbers, booleans and dates from strings anyway.
         first_line = 2  # line 1 is the header
@@ -319,14 +345,22 @@ class ChunkChecker:
         self.outcomes = {kind: _KindOutcomes.of(plan) for kind, plan in engine.plans.items()}
 
     def check(self, chunk: RecordFrame) -> ChunkOutcome:
+        """The chunk's outcome; a record that fails while being checked is an error of its own, never
+        its chunk's: a failing frame batch goes to pydantic's path, where ``isolated`` finds the record."""
         outcome = ChunkOutcome()
         outcome.errors.extend(ScanError(chunk.file, line, None, "$", why) for line, why in chunk.unreadable)
         aggregates = AggregateAccumulator(
             self.engine.pack, self.engine.calendar, self.as_of, self.period, self.by
         )
-        checked, records = validate_frame(chunk, self.fields)
+        try:
+            checked, records = validate_frame(chunk, self.fields)
+        except Exception:  # the column checks could not take this chunk: every row to pydantic
+            checked, records = [], [*chunk.records, *chunk.originals(np.arange(chunk.frame.height))]
         for kind in checked:
-            self._check_batch(kind.batch, chunk.file, kind.lines, outcome, aggregates)
+            try:
+                self._merge_part(outcome, aggregates, self._checked(kind.batch, chunk.file, kind.lines))
+            except Exception:
+                records += chunk.originals(np.searchsorted(chunk.lines, kind.lines))
         # What the column checks did not accept: pydantic decides, and words the errors.
         by_kind: dict[str, list[tuple[Located, Case]]] = {}
         for located in records:
@@ -334,7 +368,7 @@ class ChunkChecker:
             try:
                 case = validate_case(record)
             except InvalidCase as exc:
-                case_id = record.get("case_id") if isinstance(record, dict) else None
+                case_id = shown_id(record.get("case_id")) if isinstance(record, dict) else None
                 problems = exc.errors or [CaseProblem("$", "invalid case")]
                 outcome.errors.extend(
                     ScanError(located.file, located.line, case_id, p.path, p.message) for p in problems
@@ -342,11 +376,41 @@ class ChunkChecker:
                 continue
             by_kind.setdefault(case.kind, []).append((located, case))
         for kind_name, items in by_kind.items():
-            batch = Batch.from_cases(kind_name, [case for _, case in items], self.fields[kind_name])
-            lines = np.array([located.line for located, _ in items], np.int64)
-            self._check_batch(batch, chunk.file, lines, outcome, aggregates)
+            done, failed = isolated(items, partial(self._checked_cases, kind_name, chunk.file))
+            for _, part in done:
+                self._merge_part(outcome, aggregates, part)
+            for position, error in failed.items():
+                located, case = items[position]
+                outcome.errors.append(
+                    ScanError(located.file, located.line, case.case_id, error.path, error.message)
+                )
         outcome.aggregates = dict(aggregates.groups)
         return outcome
+
+    def _checked_cases(self, kind: str, file: str, items: Sequence[tuple[Located, Case]]) -> ChunkOutcome:
+        batch = Batch.from_cases(kind, [case for _, case in items], self.fields[kind])
+        return self._checked(batch, file, np.array([located.line for located, _ in items], np.int64))
+
+    def _checked(self, batch: Batch, file: str, lines: np.ndarray) -> ChunkOutcome:
+        """One batch's outcome on its own, so that a batch that fails half-way leaves nothing behind."""
+        part = ChunkOutcome()
+        aggregates = AggregateAccumulator(
+            self.engine.pack, self.engine.calendar, self.as_of, self.period, self.by
+        )
+        self._check_batch(batch, file, lines, part, aggregates)
+        part.aggregates = aggregates.groups
+        return part
+
+    @staticmethod
+    def _merge_part(outcome: ChunkOutcome, aggregates: AggregateAccumulator, part: ChunkOutcome) -> None:
+        outcome.verdicts += part.verdicts
+        outcome.results += part.results
+        outcome.errors += part.errors
+        outcome.checked += part.checked
+        _add(outcome.verdict_counts, part.verdict_counts, part.verdict_counts.values())
+        for rule_id, counts in part.rule_counts.items():
+            _add(outcome.rule_counts.setdefault(rule_id, {}), counts, counts.values())
+        aggregates.merge(part.aggregates)
 
     def _check_batch(
         self,
@@ -578,8 +642,17 @@ class Scanner:
         self.checker = ChunkChecker(engine, self.as_of, period, by)
         out.mkdir(parents=True, exist_ok=True)
         self._writers: dict[str, pq.ParquetWriter] = {}
+        self.skipped: list[dict[str, str]] = []
 
-    def scan(self, files: list[Path], progress: Callable[[int], None] | None = None) -> dict[str, Any]:
+    def scan(
+        self,
+        files: list[Path],
+        progress: Callable[[int], None] | None = None,
+        skipped: Sequence[tuple[str, str]] = (),
+    ) -> dict[str, Any]:
+        """Scan ``files``; ``skipped`` (file, why) are the files of the input folders not read, named in
+        the summary so that nothing is left out unsaid."""
+        self.skipped = [{"file": file, "reason": why} for file, why in skipped]
         # Parquet encoding runs in a thread of its own (pyarrow releases the GIL), overlapping the checks of
         # the next chunk; one thread keeps the rows in input order, and at most one chunk's rows wait.
         with (self.out / "errors.jsonl").open("wb") as errors_file, ThreadPoolExecutor(1) as writing:
@@ -614,18 +687,38 @@ class Scanner:
                 if all(first is None for first in firsts):
                     yield chunk, []
                     continue
-                repeats = [
-                    ScanError(
-                        chunk.file,
-                        line,
-                        case_id,
-                        "case_id",
-                        f"duplicate case_id, first at {first[0]}:{first[1]}",
-                    )
-                    for case_id, line, first in zip(ids, lines.tolist(), firsts, strict=True)
-                    if first is not None
+                repeated = np.array([first is not None for first in firsts], bool)
+                yield chunk.select(~repeated), self._repeats(chunk, repeated, firsts)
+
+    @staticmethod
+    def _repeats(
+        chunk: RecordFrame, repeated: np.ndarray, firsts: list[tuple[str, int] | None]
+    ) -> list[ScanError]:
+        """The errors of the repeated records: the repeat, and whatever else is wrong with the record."""
+        n = chunk.frame.height
+        records = chunk.originals(np.flatnonzero(repeated[:n]))
+        records += [r for r, repeat in zip(chunk.records, repeated[n:].tolist(), strict=True) if repeat]
+        where = iter(first for first in firsts if first is not None)  # in the order of ``case_ids``
+        errors = []
+        for located in records:
+            case_id = shown_id(located.record.get("case_id"))
+            first = next(where)
+            errors.append(
+                ScanError(
+                    chunk.file,
+                    located.line,
+                    case_id,
+                    "case_id",
+                    f"duplicate case_id, first at {first[0]}:{first[1]}",
+                )
+            )
+            try:
+                validate_case(located.record)
+            except InvalidCase as exc:
+                errors += [
+                    ScanError(chunk.file, located.line, case_id, p.path, p.message) for p in exc.errors
                 ]
-                yield chunk.select(np.array([first is None for first in firsts], bool)), repeats
+        return errors
 
     def _outcomes(self, files: list[Path]) -> Iterator[tuple[ChunkOutcome, int]]:
         """Each chunk's outcome in input order, checked here or in the worker pool."""
@@ -706,4 +799,5 @@ class Scanner:
             "verdict_counts": totals.verdict_counts,
             "rules": dict(sorted(totals.rule_counts.items())),
             "aggregates": self.aggregates.results(),
+            "skipped": self.skipped,
         }

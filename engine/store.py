@@ -148,8 +148,8 @@ class Store(ABC):
         """Append a batch's checks in one transaction, like ``record``."""
 
     @abstractmethod
-    def history(self, case_id: str, limit: int = 1000) -> list[dict[str, Any]]:
-        """The records of one case, oldest first."""
+    def history(self, case_id: str, limit: int = 1000, caller: str | None = None) -> list[dict[str, Any]]:
+        """The records of one case, oldest first; only ``caller``'s when given."""
 
     @abstractmethod
     def ping(self) -> None:
@@ -209,6 +209,7 @@ _HISTORY = f"""
     )
     SELECT {", ".join(f"checks.{column}" for column in _COLUMNS.split(", "))}
     FROM segment JOIN checks ON {_SEGMENT} = segment.n AND checks.case_id = ?1
+    WHERE ?3 IS NULL OR checks.caller = ?3
     ORDER BY checks.id LIMIT ?2
 """
 
@@ -298,9 +299,9 @@ class SqliteStore(Store):
                 self._db.execute("ROLLBACK")
                 raise
 
-    def history(self, case_id: str, limit: int = 1000) -> list[dict[str, Any]]:
+    def history(self, case_id: str, limit: int = 1000, caller: str | None = None) -> list[dict[str, Any]]:
         with self._lock:
-            rows = self._db.execute(_HISTORY, (case_id, limit)).fetchall()
+            rows = self._db.execute(_HISTORY, (case_id, limit, caller)).fetchall()
         return [_row(*row) for row in rows]
 
     def ping(self) -> None:
@@ -360,10 +361,12 @@ class PostgresStore(Store):
                 f"INSERT INTO checks ({_COLUMNS}) VALUES (%s, %s, %s, %s::jsonb, %s, %s, %s, %s, %s)", rows
             )
 
-    def history(self, case_id: str, limit: int = 1000) -> list[dict[str, Any]]:
+    def history(self, case_id: str, limit: int = 1000, caller: str | None = None) -> list[dict[str, Any]]:
         with self._lock, self._db.transaction():
             rows = self._db.execute(
-                f"SELECT {_COLUMNS} FROM checks WHERE case_id = %s ORDER BY id LIMIT %s", (case_id, limit)
+                f"SELECT {_COLUMNS} FROM checks WHERE case_id = %(case)s"
+                " AND (%(caller)s::text IS NULL OR caller = %(caller)s) ORDER BY id LIMIT %(limit)s",
+                {"case": case_id, "caller": caller, "limit": limit},
             ).fetchall()
         return [_row(*row) for row in rows]
 

@@ -116,6 +116,8 @@ _OPS = {
 _TEXT = {
     "zh": {
         "effective": "不适用：本规则自{effective}起施行，案件{anchor}为{date}",
+        "ended": "不适用：本规则施行至{until}，案件{anchor}为{date}",
+        "replaced": "；由 {rule} 取代",
         "absent": "不适用：案件未提供 {field}（{label}）",
         "cond": "不适用：不满足“{label}”",
         "cond_not": "不适用：{label}",
@@ -135,6 +137,8 @@ _TEXT = {
     },
     "en": {
         "effective": "not applicable: in force from {effective}; the case's {anchor} is {date}",
+        "ended": "not applicable: in force until {until}; the case's {anchor} is {date}",
+        "replaced": "; replaced by {rule}",
         # English condition labels are clauses ("the customer is non-residential"): they read after
         # "only if" and "whether", and alone for a condition that must not hold.
         "absent": "not applicable: the case does not carry {field}, needed to tell whether {label}",
@@ -389,7 +393,7 @@ class VerdictBuilder:
         result["reason"] = self._reason(rule, code, detail, measure, measured, row, lang)
         result["message"] = result["reason"]
         result["source"] = self._sources[rule.id]
-        if kind == "na" and detail not in ("effective", "input"):
+        if kind == "na" and detail not in ("effective", "ended", "input"):
             self._condition_results[(rule.id, code, lang)] = result.copy()
         return result
 
@@ -411,6 +415,12 @@ class VerdictBuilder:
             return text["effective"].format(
                 effective=rule.effective_from, anchor=self.anchor_field, date=anchor
             )
+        if code == "na:ended":
+            anchor = _day(measured.anchor[row])
+            reason = text["ended"].format(until=rule.effective_until, anchor=self.anchor_field, date=anchor)
+            if rule.replaced_by is not None:
+                reason += text["replaced"].format(rule=rule.replaced_by)
+            return reason
         if code == "exempt":
             return text["exempt"].format(reason=measured.batch.exemptions[rule.id][row])
         if code in ("na:input", "fail:input"):

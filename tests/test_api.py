@@ -7,6 +7,8 @@ and a restart that has to find the verdict log on disk.
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import glob
 import os
 import random
@@ -35,7 +37,7 @@ from engine import Engine
 from engine.api import _answer
 from engine.cases import InvalidCase
 from engine.generate import generate_cases
-from engine.store import CheckRecord, CheckRows, canonical_sha256, open_store
+from engine.store import CheckRecord, CheckRows, Store, canonical_sha256, open_store
 from engine.verdicts import SerialisedVerdicts, Verdict
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -123,7 +125,9 @@ def guarded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """A server with API keys and small body limits (1 KiB single, 4 KiB batch)."""
     work = tmp_path_factory.mktemp("guarded")
     keys = work / "keys.txt"
-    keys.write_text("# callers\nalice:alice-secret-1\nbob:bob-secret-2\n", encoding="utf-8")
+    keys.write_text(
+        "# callers\nalice:alice-secret-1\nbob:bob-secret-2\ncarol:carol-secret-3 auditor\n", encoding="utf-8"
+    )
     with running(
         work, f"sqlite:///{work}/verdicts.db", api_keys=keys, max_body=1024, max_batch_body=4096
     ) as live:
@@ -469,8 +473,13 @@ def test_api_keys(guarded: Server) -> None:
             headers={"Authorization": "Bearer bob-secret-2"},
         )
         assert ok.status_code == 200
-        history = http.get(f"/v1/checks/{case_id}", headers={"X-API-Key": "bob-secret-2"}).json()["checks"]
-    assert [entry["caller"] for entry in history] == ["alice", "bob"]
+        seen = {
+            name: http.get(f"/v1/checks/{case_id}", headers={"X-API-Key": key}).json()["checks"]
+            for name, key in (("bob", "bob-secret-2"), ("carol", "carol-secret-3"))
+        }
+    # A caller reads only its own checks (any key used to read every caller's); an auditor reads all.
+    assert [entry["caller"] for entry in seen["bob"]] == ["bob"]
+    assert [entry["caller"] for entry in seen["carol"]] == ["alice", "bob"]
     assert "open to anyone" not in guarded.log_text()
 
 
@@ -747,8 +756,28 @@ def test_postgres_store(tmp_path: Path) -> None:
             assert [(e["verdict"], e["caller"], e["as_of"]) for [e] in logged] == [
                 (r.verdict, "bob", AS_OF) for r in records
             ]
+            assert_history_by_caller(store)
         finally:
             store.close()
+
+
+def assert_history_by_caller(store: Store) -> None:
+    """A history asked for one caller holds that caller's checks only, in order, on either database."""
+    for caller in ("alice", "bob", "alice"):
+        rows, _ = check_rows(1, caller)
+        store.record_rows(dataclasses.replace(rows, case_id=["SHARED-CASE"]))
+    assert [e["caller"] for e in store.history("SHARED-CASE")] == ["alice", "bob", "alice"]
+    assert [e["caller"] for e in store.history("SHARED-CASE", caller="alice")] == ["alice", "alice"]
+    assert [e["caller"] for e in store.history("SHARED-CASE", caller="bob")] == ["bob"]
+    assert store.history("SHARED-CASE", caller="nobody") == []
+
+
+def test_sqlite_history_by_caller(tmp_path: Path) -> None:
+    store = open_store(f"sqlite:///{tmp_path}/v.db")
+    try:
+        assert_history_by_caller(store)
+    finally:
+        store.close()
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -805,3 +834,36 @@ def test_worker_factory_freezes_start_up_state_and_widens_the_young_generation(
     finally:
         gc.unfreeze()
         gc.set_threshold(*threshold)
+
+
+def test_slow_clients_are_cut_off_while_checks_go_on(tmp_path: Path) -> None:
+    """Clients that trickle their headers (slowloris) or never finish a body used to hold their
+    connections for ever; with a 1 s client timeout they are closed (headers) or answered 408 (body)."""
+    raw = (SAMPLES / "water_connection.ndjson").read_bytes().splitlines()[0]
+    with running(tmp_path, f"sqlite:///{tmp_path}/v.db", client_timeout=1.0) as live:
+        port = int(live.url.rsplit(":", 1)[1])
+        trickling = [socket.create_connection(("127.0.0.1", port)) for _ in range(40)]
+        for sock in trickling:
+            sock.sendall(b"POST /v1/check HTTP/1.1\r\nHost: x\r\n")
+        stalled = socket.create_connection(("127.0.0.1", port))
+        stalled.sendall(b'POST /v1/check HTTP/1.1\r\nHost: x\r\nContent-Length: 500\r\n\r\n{"case_id"')
+        started = time.monotonic()
+        answered = 0
+        with httpx.Client(base_url=live.url, timeout=10) as http:
+            while time.monotonic() - started < 2.5:
+                for sock in trickling:
+                    with contextlib.suppress(OSError):
+                        sock.send(b"X")  # one more header byte, never a whole line
+                assert http.post("/v1/check", content=raw, params={"as_of": AS_OF}).status_code == 200
+                answered += 1
+                time.sleep(0.2)
+        assert answered >= 5
+        for sock in trickling:
+            sock.settimeout(5)
+            with contextlib.suppress(ConnectionResetError):  # closed by the server, one way or the other
+                assert sock.recv(1024) == b""
+            sock.close()
+        stalled.settimeout(5)
+        answer = stalled.recv(4096)
+        stalled.close()
+        assert answer.startswith(b"HTTP/1.1 408"), answer[:80]

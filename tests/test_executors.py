@@ -314,7 +314,7 @@ def test_no_fact_outlives_its_check(durable: Engine, monkeypatch: pytest.MonkeyP
         durable.check_many([case], AS_OF)
     monkeypatch.undo()
     assert durable.check_many([case], AS_OF) == expected
-    handle = durable.executor._handles["water_connection"]  # type: ignore[attr-defined]
+    handle = durable.executor._handles["water_connection"][0][0]  # type: ignore[attr-defined]
     assert orjson.loads(durable_rules_engine.get_facts(handle, durable_module._SESSION)) == []
 
 

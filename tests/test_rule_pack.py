@@ -61,6 +61,28 @@ def test_broken_rule_names_file_rule_and_field(tmp_path: Path) -> None:
     assert "require.op" in message
 
 
+def test_a_field_the_kind_lacks_is_refused_and_every_problem_is_listed(tmp_path: Path) -> None:
+    """A typo in a field made the rule not_applicable to every case, and `rules validate` said ok."""
+
+    def mutate(rules: list[dict]) -> None:
+        rules[0]["measure"]["field"] = "stepz"  # water.steps
+        rules[2]["when"]["all"][0]["field"] = "approval.mod"  # a sub-record's field, misspelt
+        rules[3]["require"]["op"] = "at_most"  # and a problem of another sort
+
+    folder = _broken_copy(tmp_path, mutate)
+    with pytest.raises(RulePackError) as info:
+        load_pack_from(folder)
+    lines = str(info.value).splitlines()
+    assert len(lines) == 3, lines
+    assert any("rule water.steps: 'stepz' is not a field of water_connection" in line for line in lines)
+    assert any("'approval.mod' is not a field of approval" in line for line in lines)
+    assert any("require.op" in line for line in lines)
+    assert all(line.startswith(str(folder / "water.yaml")) for line in lines)
+    done = subprocess.run([CASECHECK, "rules", "validate", str(folder)], capture_output=True, text=True)
+    assert done.returncode == 2
+    assert "stepz" in done.stderr and "approval.mod" in done.stderr and "Traceback" not in done.stderr
+
+
 def test_duplicate_rule_id_is_refused(tmp_path: Path) -> None:
     folder = _broken_copy(tmp_path, lambda rules: rules.append(dict(rules[0])))
     with pytest.raises(RulePackError, match=r"water\.steps: id already defined"):

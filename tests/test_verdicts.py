@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 from engine import Engine
 from engine.cases import Case, InvalidCase, validate_case
 from engine.generate import generate_cases
-from engine.measures import measure_fields
+from engine.rules import measure_fields
 from engine.verdicts import WORDED_RESULTS, _as_integers
 
 SAMPLES = Path(__file__).resolve().parent.parent / "cases" / "samples"

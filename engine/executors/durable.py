@@ -23,12 +23,38 @@ import durable_rules_engine
 import numpy as np
 import orjson
 
-from engine.executors.plan import And, Cmp, Has, KindPlan, Lacks, Or, Predicate, Ref
+from engine.executors.plan import And, Cmp, Has, KindPlan, Lacks, Or, Predicate, Ref, RulePlan, keys_of
 from engine.measures import NAT_DAY, Measured
 
 _HANDLED = 0  # durable_rules_engine.assert_fact status: 1 = no rule matched, 2 = already observed
 _SESSION = "0"  # each ruleset's one session (rulesets are per executor: their sessions are never shared)
 _OPERATORS = {"ne": "$neq", "lt": "$lt", "le": "$lte", "gt": "$gt", "ge": "$gte"}
+# durable_rules refuses a ruleset of ~480 rules (error 107; 400 crashed its matcher, 200 ran fine) and a fact
+# of over 255 properties (ours, sid and id): a large kind's rules are split into rulesets within both, each
+# asserted only the keys it reads.
+_MAX_DURABLE_RULES = 200
+_MAX_FACT_KEYS = 240
+
+
+def _split(plan: KindPlan) -> list[list[RulePlan]]:
+    """The kind's rules in plan order, cut into groups within the outcome and key limits."""
+    groups: list[list[RulePlan]] = []
+    group: list[RulePlan] = []
+    keys: set[str] = set()
+    outcomes = 0
+    for rule_plan in plan.rules:
+        own = {key for o in rule_plan.outcomes for key in keys_of(o.predicate)}
+        if group and (
+            len(keys | own) > _MAX_FACT_KEYS or outcomes + len(rule_plan.outcomes) > _MAX_DURABLE_RULES
+        ):
+            groups.append(group)
+            group, keys, outcomes = [], set(), 0
+        group.append(rule_plan)
+        keys |= own
+        outcomes += len(rule_plan.outcomes)
+    if group:
+        groups.append(group)
+    return groups
 
 
 @functools.cache
@@ -110,27 +136,40 @@ class DurableExecutor:
         for kind, plan in plans.items():
             if not plan.rules:
                 continue
-            # Rules of a kind often share an outcome word for word (the same effective date, the same
-            # first condition): such an outcome becomes one durable rule deciding it for all of them.
-            # The C engine's cost grows with its rules and with the actions it fires, so a water case
-            # asserts into 32 rules instead of 55 and fires 5 actions instead of 6; every code is kept.
-            # Keyed by the predicate's repr: dataclass equality would merge False with 0 and 1 with 1.0.
-            shared: dict[tuple[str, str], tuple[Predicate, list[int]]] = {}
-            for rule_plan in plan.rules:
-                for outcome in rule_plan.outcomes:
-                    key = (outcome.code, repr(outcome.predicate))
-                    shared.setdefault(key, (outcome.predicate, []))[1].append(rule_plan.index)
             self._fact_keys[kind] = {key: _key(key) for key in plan.read_keys}
-            ruleset = {}
-            self._decides[kind] = {}
-            for (code, _), (predicate, indices) in shared.items():
-                name = f"{','.join(map(str, indices))}|{code}"
-                ruleset[name] = {"all": [{"m": compile_predicate(And((predicate,)))}]}
-                self._decides[kind][name] = tuple((index, code) for index in indices)
-            # Ruleset names are global inside the C engine: keep each executor's own.
-            self._handles[kind] = durable_rules_engine.create_ruleset(
-                f"{kind}#{instance}", json.dumps(ruleset, ensure_ascii=False)
-            )
+            self._handles[kind] = []
+            for part, group in enumerate(_split(plan)):
+                self._handles[kind].append(self._ruleset(f"{kind}#{instance}.{part}", group))
+            self._decides[kind] = {
+                name: d for _, decides, _ in self._handles[kind] for name, d in decides.items()
+            }
+
+    @staticmethod
+    def _ruleset(
+        name: str, group: list[RulePlan]
+    ) -> tuple[int, dict[str, tuple[tuple[int, str], ...]], frozenset[str] | None]:
+        """One durable ruleset for a group of rules: its handle, what each of its rules decides, and the
+        durable keys it reads (None for the whole of a kind that needed no split)."""
+        # Rules of a kind often share an outcome word for word (the same effective date, the same
+        # first condition): such an outcome becomes one durable rule deciding it for all of them.
+        # The C engine's cost grows with its rules and with the actions it fires, so a water case
+        # asserts into 32 rules instead of 55 and fires 5 actions instead of 6; every code is kept.
+        # Keyed by the predicate's repr: dataclass equality would merge False with 0 and 1 with 1.0.
+        shared: dict[tuple[str, str], tuple[Predicate, list[int]]] = {}
+        for rule_plan in group:
+            for outcome in rule_plan.outcomes:
+                key = (outcome.code, repr(outcome.predicate))
+                shared.setdefault(key, (outcome.predicate, []))[1].append(rule_plan.index)
+        ruleset = {}
+        decides = {}
+        for (code, _), (predicate, indices) in shared.items():
+            rule_name = f"{','.join(map(str, indices))}|{code}"
+            ruleset[rule_name] = {"all": [{"m": compile_predicate(And((predicate,)))}]}
+            decides[rule_name] = tuple((index, code) for index in indices)
+        # Ruleset names are global inside the C engine: keep each executor's own.
+        handle = durable_rules_engine.create_ruleset(name, json.dumps(ruleset, ensure_ascii=False))
+        keys = frozenset(_key(k) for rp in group for o in rp.outcomes for k in keys_of(o.predicate))
+        return handle, decides, keys
 
     def match(self, plan: KindPlan, measured: Measured) -> list[list[str]]:
         """The outcome code of every rule for every row, in the plan's rule order."""
@@ -190,43 +229,54 @@ class DurableExecutor:
         7 µs a water case). Our rules each match one fact on its own fields, so the facts asserted before
         (all retracted) could not take part anyway.
         """
-        handle = self._handles[plan.kind]
-        decides = self._decides[plan.kind]
         codes = [""] * len(plan.rules)
+        groups = self._handles[plan.kind]
         with self._lock:
             fact["sid"] = _SESSION
             fact["id"] = str(next(self._facts))
-            text = orjson.dumps(fact).decode()
-            try:
-                status, state = durable_rules_engine.assert_fact(handle, text)
-                started = (
-                    durable_rules_engine.start_action_for_state(handle, state) if status == _HANDLED else None
-                )
-                message = started[1] if started else None
-                while message:
-                    # An action message is ``{"<rule name>":{"m":<fact>}}``. Our names need no JSON escaping,
-                    # so the name is read off the front instead of parsing the whole fact back; anything
-                    # else is parsed, and, as durable_rules' own ``Host`` does, its first key taken.
-                    name = message[2 : message.find('"', 2)]
-                    if name not in decides:
-                        name = next(iter(orjson.loads(message)))
-                    # durable_rules expands an ``$or`` into alternatives and fires once per alternative that
-                    # holds, so one outcome may fire twice; two different outcomes of one rule would be a
-                    # planning error.
-                    for index, code in decides[name]:
-                        if codes[index] and codes[index] != code:
-                            raise RuntimeError(
-                                f"rule {plan.rules[index].rule.id}: two outcomes matched ({code})"
-                            )
-                        codes[index] = code
-                    message = durable_rules_engine.complete_and_start_action(handle, state)
-            except BaseException:
-                # Whatever of the case is left (the fact, actions not taken) goes with the session; a
-                # refused fact leaves none behind, so don't let the clean-up hide the real error.
-                with contextlib.suppress(durable_rules_engine.error):
-                    durable_rules_engine.delete_state(handle, _SESSION)
-                raise
-            durable_rules_engine.retract_fact(handle, text)
+            for handle, decides, keys in groups:
+                part = fact if len(groups) == 1 else {k: v for k, v in fact.items() if k in keys}
+                if part is not fact:
+                    part["sid"], part["id"] = fact["sid"], fact["id"]
+                self._assert(plan, handle, decides, orjson.dumps(part).decode(), codes)
         if "" in codes:
             raise RuntimeError(f"rule {plan.rules[codes.index('')].rule.id}: no outcome matched")
         return codes
+
+    @staticmethod
+    def _assert(
+        plan: KindPlan,
+        handle: int,
+        decides: dict[str, tuple[tuple[int, str], ...]],
+        text: str,
+        codes: list[str],
+    ) -> None:
+        """Assert one fact into one ruleset, record the codes its fired rules decide, retract it."""
+        try:
+            status, state = durable_rules_engine.assert_fact(handle, text)
+            started = (
+                durable_rules_engine.start_action_for_state(handle, state) if status == _HANDLED else None
+            )
+            message = started[1] if started else None
+            while message:
+                # An action message is ``{"<rule name>":{"m":<fact>}}``. Our names need no JSON escaping,
+                # so the name is read off the front instead of parsing the whole fact back; anything
+                # else is parsed, and, as durable_rules' own ``Host`` does, its first key taken.
+                name = message[2 : message.find('"', 2)]
+                if name not in decides:
+                    name = next(iter(orjson.loads(message)))
+                # durable_rules expands an ``$or`` into alternatives and fires once per alternative that
+                # holds, so one outcome may fire twice; two different outcomes of one rule would be a
+                # planning error.
+                for index, code in decides[name]:
+                    if codes[index] and codes[index] != code:
+                        raise RuntimeError(f"rule {plan.rules[index].rule.id}: two outcomes matched ({code})")
+                    codes[index] = code
+                message = durable_rules_engine.complete_and_start_action(handle, state)
+        except BaseException:
+            # Whatever of the case is left (the fact, actions not taken) goes with the session; a
+            # refused fact leaves none behind, so don't let the clean-up hide the real error.
+            with contextlib.suppress(durable_rules_engine.error):
+                durable_rules_engine.delete_state(handle, _SESSION)
+            raise
+        durable_rules_engine.retract_fact(handle, text)

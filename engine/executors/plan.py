@@ -161,10 +161,13 @@ def _conjuncts(rule: Rule) -> tuple[Condition, ...]:
 
 def plan_rule(index: int, rule: Rule) -> RulePlan:
     """The outcomes of one rule. Exactly one holds for any fact: the test suite checks it on every case."""
-    effective = Cmp("anchor", "ge", day_number(rule.effective_from))
     conjuncts = _conjuncts(rule)
     outcomes = [Outcome("na:effective", Cmp("anchor", "lt", day_number(rule.effective_from)))]
-    prefix: list[Predicate] = [effective]
+    prefix: list[Predicate] = [Cmp("anchor", "ge", day_number(rule.effective_from))]
+    if rule.effective_until is not None:
+        until = day_number(rule.effective_until)
+        outcomes.append(Outcome("na:ended", And((*prefix, Cmp("anchor", "gt", until)))))
+        prefix.append(Cmp("anchor", "le", until))
     for k, conjunct in enumerate(conjuncts):
         if isinstance(conjunct, Leaf) and conjunct.op != "absent":
             outcomes.append(Outcome(f"na:absent:{k}", And((*prefix, Lacks(conjunct.field)))))
