@@ -100,9 +100,10 @@ class AggregateAccumulator:
             found[self.by] = None
         return list(found)
 
-    def add(self, kind: str, batch: Batch) -> None:
+    def add(self, kind: str, batch: Batch, calendar: WorkdayIndex | None = None) -> None:
         """Add a batch's cases to the sums of each group and rule: one ``group_by`` for all the kind's
-        rules, since a Polars query costs far more to plan than to run on a batch."""
+        rules, since a Polars query costs far more to plan than to run on a batch. Working days are
+        counted on ``calendar`` (the cases' own overlay), by default the accumulator's."""
         rules = self.rules_for(kind)
         if not rules or batch.n == 0:
             return
@@ -122,7 +123,9 @@ class AggregateAccumulator:
             if rule.effective_until is not None:
                 in_force &= anchor <= np.datetime64(rule.effective_until, "D")
             eligible = in_force & _holds(rule.scope, frame)
-            counted, values, opened = self._values(rule, batch, frame, in_force, eligible)
+            counted, values, opened = self._values(
+                rule, batch, frame, in_force, eligible, calendar or self.calendar
+            )
             columns |= {
                 f"scope{r}": eligible,
                 f"counted{r}": counted,
@@ -148,6 +151,7 @@ class AggregateAccumulator:
         frame: pl.DataFrame,
         in_force: np.ndarray,
         eligible: np.ndarray,
+        calendar: WorkdayIndex,
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Per case: whether it enters the statistic, its value there, and whether it is open."""
         if rule.statistic == "share":
@@ -161,9 +165,9 @@ class AggregateAccumulator:
         assert isinstance(measure, WorkingDaysMeasure)
         start, end = batch.columns[measure.start], batch.columns[measure.end]
         closed = ~np.isnat(start) & ~np.isnat(end)
-        safe_start = np.where(closed, start, np.datetime64(self.calendar.first, "D"))
+        safe_start = np.where(closed, start, np.datetime64(calendar.first, "D"))
         safe_end = np.where(closed, end, safe_start)
-        values = np.asarray(self.calendar.working_days_between(safe_start, safe_end), np.float64)
+        values = np.asarray(calendar.working_days_between(safe_start, safe_end), np.float64)
         # An open case fails the scope only for lack of its end: counted, not averaged.
         if_closed = _holds(rule.scope, frame.with_columns(pl.col(measure.end).fill_null(0.0)))
         opened = in_force & if_closed & np.isnat(end) & ~eligible

@@ -30,7 +30,7 @@ import hmac
 import importlib.resources
 import logging
 import os
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, fields
 from datetime import UTC, date, datetime
@@ -54,11 +54,13 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from engine.calendar import CalendarRangeError, WorkdayIndex, to_local_date
 from engine.cases import InvalidCase, case_adapter, shown_id, validate_case
 from engine.core import Engine, isolated, parse_as_of
+from engine.resources import local_data_dir
 from engine.rules import AggregateRule
 from engine.store import DEFAULT_STORE, CheckRecord, CheckRows, Store, canonical_sha256, open_store
 from engine.verdicts import Lang, SerialisedVerdicts, Verdict
 from engine.watch import Watcher, WatchStore
 from engine.watch_api import add_watch_routes, sweep_watch
+from engine.webhooks import WebhookSender
 
 __all__ = ["Settings", "app_from_env", "create_app", "load_api_keys", "serve"]
 
@@ -75,6 +77,9 @@ ENV_API_KEYS = "CASECHECK_API_KEYS"
 ENV_MAX_BODY = "CASECHECK_MAX_BODY"
 ENV_MAX_BATCH_BODY = "CASECHECK_MAX_BATCH_BODY"
 ENV_CLIENT_TIMEOUT = "CASECHECK_CLIENT_TIMEOUT"
+ENV_PACKS = "CASECHECK_PACKS"  # comma-separated pack names or folders
+ENV_OVERLAY = "CASECHECK_OVERLAY"
+ENV_WEBHOOKS = "CASECHECK_WEBHOOKS"  # space-separated URLs
 # Seconds a client has to send a request's headers, and then its body: past them the connection is closed
 # (headers) or answered 408 (body), so slow clients cannot hold connections for ever (slowloris).
 DEFAULT_CLIENT_TIMEOUT = 10.0
@@ -98,6 +103,9 @@ class Settings:
     max_batch_body: int = DEFAULT_MAX_BATCH_BODY
     max_batch_cases: int = MAX_BATCH_CASES
     client_timeout: float = DEFAULT_CLIENT_TIMEOUT
+    packs: tuple[str, ...] = ("ningbo-2020",)
+    overlay: str | None = None
+    webhooks: tuple[str, ...] = ()
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
@@ -109,6 +117,9 @@ class Settings:
             max_body=int(env.get(ENV_MAX_BODY) or DEFAULT_MAX_BODY),
             max_batch_body=int(env.get(ENV_MAX_BATCH_BODY) or DEFAULT_MAX_BATCH_BODY),
             client_timeout=float(env.get(ENV_CLIENT_TIMEOUT) or DEFAULT_CLIENT_TIMEOUT),
+            packs=tuple(filter(None, (env.get(ENV_PACKS) or "").split(","))) or cls.packs,
+            overlay=env.get(ENV_OVERLAY) or None,
+            webhooks=tuple((env.get(ENV_WEBHOOKS) or "").split()),
         )
 
     def to_env(self) -> dict[str, str]:
@@ -118,6 +129,9 @@ class Settings:
             ENV_MAX_BODY: str(self.max_body),
             ENV_MAX_BATCH_BODY: str(self.max_batch_body),
             ENV_CLIENT_TIMEOUT: str(self.client_timeout),
+            ENV_PACKS: ",".join(self.packs),
+            ENV_OVERLAY: self.overlay or "",
+            ENV_WEBHOOKS: " ".join(self.webhooks),
         }
 
 
@@ -642,8 +656,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     keys = load_api_keys(settings.api_keys) if settings.api_keys else None
     service = Service(
         settings=settings,
-        durable=Engine.load(engine="durable"),
-        columnar=Engine.load(engine="columnar"),
+        durable=Engine.load(settings.packs, settings.overlay, "durable"),
+        columnar=Engine.load(settings.packs, settings.overlay, "columnar"),
         store=open_store(settings.store),
         keys=keys,
     )
@@ -662,6 +676,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         """Sweep the watch while the worker runs; close the stores when uvicorn shuts it down."""
         async with anyio.create_task_group() as tasks:
             tasks.start_soon(sweep_watch, watcher)
+            if settings.webhooks:
+                tasks.start_soon(WebhookSender(settings.webhooks, watcher.watch).run)
             yield
             tasks.cancel_scope.cancel()
         watcher.watch.close()
@@ -862,7 +878,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             {
                 "status": "ok",
                 "ruleset": pack.version,
+                "packs": pack.names,
                 "calendar": calendar.version,
+                "overlay": settings.overlay,
+                "data_dir": str(local_data_dir()) if local_data_dir() else None,
                 "store": service.store.kind,
             }
         )
@@ -976,6 +995,9 @@ def serve(
     log_level: str = "info",
     access_log: bool = False,
     client_timeout: float | None = None,
+    packs: Sequence[str] | None = None,
+    overlay: str | None = None,
+    webhooks: Sequence[str] = (),
 ) -> None:
     """Run the service under uvicorn with ``workers`` processes (default: one per CPU).
 
@@ -992,6 +1014,10 @@ def serve(
         max_body=max_body if max_body is not None else env.max_body,
         max_batch_body=max_batch_body if max_batch_body is not None else env.max_batch_body,
         client_timeout=client_timeout if client_timeout is not None else env.client_timeout,
+        packs=tuple(str(Path(p).resolve()) if Path(p).is_dir() else p for p in packs or env.packs),
+        # A path is made absolute: workers look it up on their own.
+        overlay=str(Path(overlay).resolve()) if overlay and overlay.endswith(".toml") else overlay,
+        webhooks=tuple(webhooks) or env.webhooks,
     )
     if settings.api_keys:
         load_api_keys(settings.api_keys)

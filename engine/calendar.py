@@ -21,7 +21,7 @@ from __future__ import annotations
 import hashlib
 import tomllib
 from bisect import bisect_left
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import date, datetime, timedelta
 from functools import lru_cache
 from itertools import pairwise
@@ -33,7 +33,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from workalendar.core import ChineseNewYearCalendar, cleaned_date
 
-from engine.resources import data_dir
+from engine.resources import data_dirs, local_data_dir
 
 __all__ = [
     "SHANGHAI",
@@ -42,10 +42,18 @@ __all__ = [
     "ChinaStateCouncilCalendar",
     "Decision",
     "NoticeFile",
+    "Overlay",
     "WorkdayIndex",
+    "build_index",
+    "changed_days",
     "load_calendar",
     "load_notices",
+    "notice_paths",
+    "notices_in_force",
+    "overlay_names",
+    "read_calendar_file",
     "to_local_date",
+    "year_file",
 ]
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
@@ -66,8 +74,16 @@ class CalendarRangeError(ValueError):
         self.covered = covered
         super().__init__(
             f"{year} is not covered by the working-day calendar (covered: {covered[0]}–{covered[1]}); "
-            f"add calendars/cn/{year}.toml from the State Council's holiday notice for {year}"
+            f"add the State Council's holiday notice for {year} as {year_file(year)}"
         )
+
+
+def year_file(year: int) -> str:
+    """Where a rule keeper puts a year's file: ``calendars/cn/<year>.toml`` of the data directory."""
+    local = local_data_dir()
+    if local is not None:
+        return str(local / "calendars" / "cn" / f"{year}.toml")
+    return f"calendars/cn/{year}.toml in a data directory (set CASECHECK_DATA or pass --data-dir)"
 
 
 class CalendarDataError(ValueError):
@@ -154,6 +170,9 @@ class NoticeFile(_Strict):
                 # A notice may reach back into late December of the year before (2011-12-31 for 2012).
                 if not (day.year == self.year or (day.year == self.year - 1 and day.month == 12)):
                     raise ValueError(f"{block.name}: {day} is outside the notice year {self.year}")
+        both = set(self.days_off()) & self.make_up_workdays()
+        if both:
+            raise ValueError(f"days both off and make-up working days: {sorted(both)}")
         return self
 
     def days_off(self) -> dict[date, str]:
@@ -196,22 +215,37 @@ def _read_model(path: Path, model: type[_Model]) -> tuple[_Model, bytes]:
         raise CalendarDataError(f"{path}: {problems}") from None
 
 
-def _notice_paths() -> list[Path]:
-    return sorted(data_dir("calendars").joinpath("cn").glob("*.toml"), key=lambda p: p.name)
+def notice_paths() -> tuple[Path, ...]:
+    """Each year's file: the data directory's where it has one, else the shipped one."""
+    by_name: dict[str, Path] = {}
+    for folder in reversed(data_dirs("calendars")):
+        by_name.update((path.name, path) for path in (folder / "cn").glob("*.toml"))
+    return tuple(by_name[name] for name in sorted(by_name))
 
 
-@lru_cache(maxsize=1)
 def load_notices() -> tuple[NoticeFile, ...]:
-    """All notice files, validated, in year order; the covered years must be contiguous."""
-    notices: list[NoticeFile] = []
-    for path in _notice_paths():
-        notice, _ = _read_model(path, NoticeFile)
+    """All notice files in force, validated, in year order; the covered years must be contiguous."""
+    return tuple(notice for notice, _ in notices_in_force())
+
+
+def notices_in_force() -> tuple[tuple[NoticeFile, bytes], ...]:
+    """Each notice file in force with its bytes (what the calendar's version hashes)."""
+    return _load_notices(notice_paths())
+
+
+@lru_cache(maxsize=8)
+def _load_notices(paths: tuple[Path, ...]) -> tuple[tuple[NoticeFile, bytes], ...]:
+    notices: list[tuple[NoticeFile, bytes]] = []
+    for path in paths:
+        notice, raw = _read_model(path, NoticeFile)
         if path.stem != str(notice.year):
             raise CalendarDataError(f"{path}: year = {notice.year} does not match the file name")
-        notices.append(notice)
+        notices.append((notice, raw))
     if not notices:
-        raise CalendarDataError(f"no calendar data in {data_dir('calendars') / 'cn'}")
-    years = [n.year for n in notices]
+        raise CalendarDataError(
+            f"no calendar data in {' or '.join(str(d / 'cn') for d in data_dirs('calendars'))}"
+        )
+    years = [n.year for n, _ in notices]
     if years != list(range(years[0], years[-1] + 1)):
         missing = sorted(set(range(years[0], years[-1] + 1)) - set(years))
         raise CalendarDataError(f"calendars/cn has gaps: no file for {missing}")
@@ -278,6 +312,8 @@ class WorkdayIndex:
         self.cum = np.cumsum(is_work, dtype=np.int32)
         self.cum.flags.writeable = False
         self.version = version
+        # The overlay files laid over the notices (their paths), so a case's own overlay can be added.
+        self.overlays: tuple[str, ...] = ()
         self.days_off = days_off
         self._n = len(is_work)
         self._first_ord = first.toordinal()
@@ -430,40 +466,63 @@ class WorkdayIndex:
 # --------------------------------------------------------------------------------------------------
 
 
+def overlay_names() -> dict[str, Path]:
+    """The overlays found by name: the data directory's, then the shipped ones (a name there wins)."""
+    found: dict[str, Path] = {}
+    for folder in reversed(data_dirs("calendars")):
+        found.update((path.stem, path) for path in sorted((folder / "overlays").glob("*.toml")))
+    return found
+
+
 def _overlay_path(overlay: str) -> Path:
     candidate = Path(overlay)
     if candidate.suffix == ".toml":  # a path, relative to the working directory or absolute
         if not candidate.is_file():
-            raise FileNotFoundError(f"calendar overlay file {candidate} does not exist")
+            raise CalendarDataError(f"calendar overlay file {candidate} does not exist")
         return candidate.resolve()
-    folder = data_dir("calendars") / "overlays"
-    path = folder / f"{overlay}.toml"
-    if not path.is_file():
-        available = sorted(p.stem for p in folder.glob("*.toml")) if folder.is_dir() else []
-        listing = ", ".join(available) if available else "none"
-        raise ValueError(
-            f"unknown calendar overlay {overlay!r}; available overlays in {folder}: {listing} "
+    found = overlay_names()
+    if overlay not in found:
+        folders = " or ".join(str(folder / "overlays") for folder in data_dirs("calendars"))
+        listing = ", ".join(sorted(found)) or "none"
+        raise CalendarDataError(
+            f"unknown calendar overlay {overlay!r}; available overlays in {folders}: {listing} "
             "(or pass the path of a .toml file)"
         )
-    return path
+    return found[overlay]
 
 
-@lru_cache(maxsize=16)
-def load_calendar(overlay: str | None = None) -> WorkdayIndex:
-    """The national working-day index, optionally with a local overlay (by name or .toml path)."""
-    notices = load_notices()
-    first = date(notices[0].year, 1, 1)
-    last = date(notices[-1].year, 12, 31)
+def load_calendar(overlay: str | Sequence[str] | None = None) -> WorkdayIndex:
+    """The national working-day index from the notice files in force (the data directory's over the
+    shipped ones), optionally with local overlays (each by name or .toml path), laid on in order."""
+    names = [] if overlay is None else [overlay] if isinstance(overlay, str) else list(overlay)
+    return _load_calendar(notice_paths(), tuple(_overlay_path(name) for name in dict.fromkeys(names)))
+
+
+@lru_cache(maxsize=64)
+def _load_calendar(paths: tuple[Path, ...], overlays: tuple[Path, ...]) -> WorkdayIndex:
+    local = [(path.stem, *_read_model(path, Overlay)) for path in overlays]
+    index = build_index(_load_notices(paths), *local)  # type: ignore[arg-type]
+    index.overlays = tuple(str(path) for path in overlays)
+    return index
+
+
+def build_index(
+    notices: Iterable[tuple[NoticeFile, bytes]], *overlays: tuple[str, Overlay, bytes]
+) -> WorkdayIndex:
+    """The index of contiguous notice years (each with its file's bytes, which the version hashes), with
+    overlays (each its name, content and bytes) laid over them in order."""
+    notices = sorted(notices, key=lambda item: item[0].year)
+    first = date(notices[0][0].year, 1, 1)
+    last = date(notices[-1][0].year, 12, 31)
     n = (last - first).days + 1
     is_work = (np.arange(n) + first.weekday()) % 7 < 5
     days_off: dict[date, str] = {}
     make_up: set[date] = set()
-    for notice in notices:
+    digest = hashlib.sha256()
+    for notice, raw in notices:
         days_off.update(notice.days_off())
         make_up |= notice.make_up_workdays()
-    digest = hashlib.sha256()
-    for path in _notice_paths():
-        digest.update(path.read_bytes())
+        digest.update(raw)
 
     def put(day: date, working: bool) -> None:
         pos = (day - first).days
@@ -474,7 +533,7 @@ def load_calendar(overlay: str | None = None) -> WorkdayIndex:
         put(day, False)
     for day in make_up:
         put(day, True)
-    for notice in notices:
+    for notice, _ in notices:
         for decision in notice.decision:
             said = "workday" if is_work[(decision.date - first).days] else "day_off"
             if said != decision.notice_says:
@@ -482,9 +541,9 @@ def load_calendar(overlay: str | None = None) -> WorkdayIndex:
                     f"calendars/cn/{notice.year}.toml: decision on {decision.date} says "
                     f"{decision.notice_says} but the file's own data make it a {said}"
                 )
-    if overlay is not None:
-        path = _overlay_path(overlay)
-        local, raw = _read_model(path, Overlay)
+    name = ""
+    for overlay_name, local, raw in overlays:
+        name += f"+{overlay_name}"
         digest.update(raw)
         outside = [d for d in [*local.closures, *local.extra_workdays] if not first <= d <= last]
         if outside:
@@ -495,8 +554,33 @@ def load_calendar(overlay: str | None = None) -> WorkdayIndex:
         for day in local.extra_workdays:
             put(day, True)
             days_off.pop(day, None)
-    version = f"cn@{first.year}-{last.year}:{digest.hexdigest()[:12]}"
+    version = f"cn@{first.year}-{last.year}{name}:{digest.hexdigest()[:12]}"
     return WorkdayIndex(first, is_work, days_off, version)
+
+
+def read_calendar_file(path: Path) -> NoticeFile | Overlay:
+    """A year file (it has ``year``) or an overlay, validated; ``CalendarDataError`` names the file and
+    the field."""
+    try:
+        body = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise CalendarDataError(f"{path}: cannot be read as TOML: {exc}") from None
+    model: type[NoticeFile | Overlay] = NoticeFile if "year" in body else Overlay
+    parsed, _ = _read_model(path, model)
+    if isinstance(parsed, NoticeFile) and path.stem != str(parsed.year):
+        raise CalendarDataError(f"{path}: year = {parsed.year}, so the file must be named {parsed.year}.toml")
+    return parsed
+
+
+def changed_days(before: WorkdayIndex, after: WorkdayIndex) -> list[tuple[date, bool]]:
+    """The days both calendars cover whose working status differs, with the status ``after`` gives."""
+    first, last = max(before.first, after.first), min(before.last, after.last)
+    span = (last - first).days + 1
+    if span <= 0:
+        return []
+    b = before.is_work[before._pos(first) :][:span]
+    a = after.is_work[after._pos(first) :][:span]
+    return [(first + timedelta(days=int(i)), bool(a[i])) for i in np.flatnonzero(a != b)]
 
 
 # --------------------------------------------------------------------------------------------------

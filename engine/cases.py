@@ -12,6 +12,7 @@ Validation collects every problem of a record in one pass (pydantic does the col
 from __future__ import annotations
 
 import math
+import os
 import re
 import reprlib
 import types
@@ -38,6 +39,8 @@ from pydantic import (
     model_validator,
 )
 from pydantic_core import PydanticCustomError
+
+from engine.resources import ENV_DATA
 
 __all__ = [
     "CASE_MODELS",
@@ -85,22 +88,24 @@ SHANGHAI = ZoneInfo("Asia/Shanghai")
 # Time
 # ---------------------------------------------------------------------------------------------------------
 
-_calendar_bounds: tuple[date, date] | None = None
+# Per data directory (``CASECHECK_DATA``), whose year files may extend the calendar.
+_calendar_bounds: dict[str | None, tuple[date, date]] = {}
 
 
 def calendar_bounds() -> tuple[date, date]:
-    """First and last day of the working-day calendar, loaded once on first use.
+    """First and last day of the working-day calendar in force, loaded on first use.
 
     Loaded lazily so that importing the models (e.g. for the JSON Schema) does not read calendar data,
     and cached in a module global because it is consulted for every timestamp of every case.
     """
-    global _calendar_bounds
-    if _calendar_bounds is None:
+    key = os.environ.get(ENV_DATA)
+    bounds = _calendar_bounds.get(key)
+    if bounds is None:
         from engine.calendar import load_calendar
 
         cal = load_calendar()
-        _calendar_bounds = (cal.first, cal.last)
-    return _calendar_bounds
+        bounds = _calendar_bounds[key] = (cal.first, cal.last)
+    return bounds
 
 
 # The text forms a field takes: one definition for the models, the column checks (``engine.ingest``) and
@@ -133,13 +138,15 @@ POSITIVE_MONEY_SCHEMA_TEXT = r"^(?=[0-9.]*[1-9])0*[0-9]{1,13}(?:\.[0-9]{1,2}0*)?
 def _in_calendar(value: date | datetime) -> date | datetime:
     """Refuse a date the calendar cannot judge: SPEC says an uncovered year is an error, never a guess."""
     day = value.date() if isinstance(value, datetime) else value
-    first, last = _calendar_bounds or calendar_bounds()
+    first, last = calendar_bounds()
     if not first <= day <= last:
+        from engine.calendar import year_file
+
         raise PydanticCustomError(
             "year_not_covered",
             "year {year} is outside the working-day calendar ({first}–{last}); "
-            "add its State Council holiday notice as calendars/cn/{year}.toml",
-            {"year": day.year, "first": first.year, "last": last.year},
+            "add its State Council holiday notice as {file}",
+            {"year": day.year, "first": first.year, "last": last.year, "file": year_file(day.year)},
         )
     return value
 

@@ -21,12 +21,30 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from engine.calendar import CalendarRangeError, load_calendar
+from engine.calendar import (
+    CalendarDataError,
+    CalendarRangeError,
+    load_calendar,
+    notice_paths,
+    notices_in_force,
+    overlay_names,
+    year_file,
+)
 from engine.cases import InvalidCase, case_json_schema, shown_id, validate_case
-from engine.rules import KINDS, AggregateRule, RulePackError, diff_packs, load_pack, load_pack_from
+from engine.resources import ENV_DATA, local_data_dir, shipped_dir, use_data_dir
+from engine.rules import (
+    KINDS,
+    AggregateRule,
+    RulePackError,
+    diff_packs,
+    load_pack,
+    load_pack_from,
+    pack_folders,
+)
 from engine.store import DEFAULT_STORE
 
 if TYPE_CHECKING:
+    from engine.cases import Case
     from engine.core import Engine
 
 app = typer.Typer(help="Check case records against 甬政办发〔2020〕36号.", no_args_is_help=True)
@@ -43,8 +61,38 @@ EXIT_OK, EXIT_FAIL, EXIT_INVALID = 0, 1, 2
 AsOf = Annotated[
     str | None, typer.Option("--as-of", help="Judge open cases as of this date (default: today).")
 ]
+DEFAULT_PACK = "ningbo-2020"
+PackOption = Annotated[str, typer.Option("--pack", help="Pack name or folder.")]
 LangOption = Annotated[str, typer.Option("--lang", help="Message language: zh or en.")]
 EngineOption = Annotated[str, typer.Option("--engine", help="Executor: durable or columnar.")]
+
+
+def _use_data_dir(folder: Path | None) -> Path | None:
+    if folder is not None:
+        try:
+            use_data_dir(folder)
+        except FileNotFoundError as exc:
+            fail(f"--data-dir: {exc}")
+    return folder
+
+
+DataDirOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--data-dir",
+        help="Your data directory (rules/<pack>/, calendars/cn/<year>.toml, calendars/overlays/), laid "
+        f"over the shipped data; default ${ENV_DATA}.",
+        callback=_use_data_dir,
+        is_eager=True,
+    ),
+]
+PacksOption = Annotated[
+    list[str] | None,
+    typer.Option("--pack", help="Rule pack name or folder; repeat it for packs in force together."),
+]
+OverlayOption = Annotated[
+    str | None, typer.Option(help="A local calendar overlay: its name, or the path of a .toml file.")
+]
 
 
 @dataclass
@@ -127,11 +175,32 @@ def _report(errors: list[RecordError]) -> None:
         err.print(f"line {e.line}{who}: {e.path}: {e.message}", markup=False, highlight=False)
 
 
-def load_engine(name: Literal["durable", "columnar"]) -> Engine:
-    """Imported here, not at the top: `casecheck calendar …` should not pay for durable_rules and Polars."""
+def load_engine(
+    name: Literal["durable", "columnar"], packs: list[str] | None = None, overlay: str | None = None
+) -> Engine:
+    """Imported here, not at the top: `casecheck calendar …` should not pay for durable_rules and Polars.
+    A pack or overlay that cannot be loaded is a user error."""
     from engine.core import Engine
 
-    return Engine.load(engine=name)
+    try:
+        return Engine.load(packs or DEFAULT_PACK, overlay, name)
+    except (RulePackError, CalendarDataError) as exc:
+        fail(str(exc))
+    except CalendarRangeError as exc:
+        fail(f"--overlay: {exc}")
+
+
+def validated_records(data: bytes) -> tuple[list[tuple[int, Any, Case]], list[RecordError]]:
+    """Each valid record as (line, object, case), and every problem of the others with line and path."""
+    records, errors = read_records(data)
+    valid = []
+    for line, obj in records:
+        try:
+            valid.append((line, obj, validate_case(obj)))
+        except InvalidCase as exc:
+            case_id = shown_id(obj.get("case_id")) if isinstance(obj, dict) else None
+            errors.extend(RecordError(line, case_id, e.path, e.message) for e in exc.errors)
+    return valid, errors
 
 
 def check_records(
@@ -141,15 +210,8 @@ def check_records(
     record that fails while being checked is reported as such and the others are still checked."""
     from engine.core import isolated
 
-    records, errors = read_records(data)
-    cases, lines = [], []
-    for line, obj in records:
-        try:
-            cases.append(validate_case(obj))
-            lines.append(line)
-        except InvalidCase as exc:
-            case_id = shown_id(obj.get("case_id")) if isinstance(obj, dict) else None
-            errors.extend(RecordError(line, case_id, e.path, e.message) for e in exc.errors)
+    valid, errors = validated_records(data)
+    lines, cases = [line for line, _, _ in valid], [case for _, _, case in valid]
     done, failed = isolated(cases, lambda part: engine.check_many(part, as_of, lang))
     for position, error in failed.items():
         errors.append(RecordError(lines[position], cases[position].case_id, error.path, error.message))
@@ -168,13 +230,17 @@ def check(
     as_of: AsOf = None,
     lang: LangOption = "zh",
     engine: EngineOption = "durable",
+    pack: PacksOption = None,
+    overlay: OverlayOption = None,
+    data_dir: DataDirOption = None,
 ) -> None:
     """Check cases; print one verdict (pretty on a terminal) or NDJSON. Exit 0 pass, 1 fail, 2 invalid."""
     chosen_lang = _choice(lang, ("zh", "en"), "--lang")
     chosen_engine = _choice(engine, ("durable", "columnar"), "--engine")
     day = _as_of(as_of)
+    loaded = load_engine(chosen_engine, pack, overlay)
     try:
-        verdicts, errors = check_records(_read_input(source), day, chosen_lang, load_engine(chosen_engine))
+        verdicts, errors = check_records(_read_input(source), day, chosen_lang, loaded)
     except CalendarRangeError as exc:
         fail(f"--as-of: {exc}")
     _report(errors)
@@ -188,10 +254,87 @@ def check(
     raise typer.Exit(EXIT_FAIL if any(v["verdict"] == "fail" for v in verdicts) else EXIT_OK)
 
 
+@app.command()
+def watch(
+    source: Annotated[
+        str, typer.Argument(help="Open cases exported as JSON (one, an array, or NDJSON), or - for stdin.")
+    ] = "-",
+    as_of: AsOf = None,
+    pack: PacksOption = None,
+    overlay: OverlayOption = None,
+    data_dir: DataDirOption = None,
+) -> None:
+    """The watch list and the cards due as of a day, for cases exported nightly: yellow (预警) once the
+    days left reach a rule's warn_at, red (超时) once its deadline has passed. NDJSON (a "watch" line per
+    open case, then a "card" line per card), or tables on a terminal. Exit 1 if a red card is due."""
+    from engine.core import parse_as_of
+    from engine.watch import ManualClock, StaleUpdate, Watcher, WatchStore, day_start
+
+    day = parse_as_of(_as_of(as_of))
+    engine = load_engine("columnar", pack, overlay)
+    valid, errors = validated_records(_read_input(source))
+    items = [(obj, case, None) for _, obj, case in valid]
+    # A snapshot, not a history: a store of its own that lives as long as the command.
+    store = WatchStore("sqlite:///:memory:")
+    watcher = Watcher(engine, engine, store, None, ManualClock(day_start(day)))
+    try:
+        answers = watcher.update_many(items, None)
+        entries = watcher.watch_list({})
+    except CalendarRangeError as exc:
+        fail(f"--as-of: {exc}")
+    finally:
+        store.close()
+    cards = []
+    for (line, _, case), answer in zip(valid, answers, strict=True):
+        if isinstance(answer, dict):
+            cards.extend(answer["cards"])
+        elif not isinstance(answer, StaleUpdate):  # a case_id repeated later in the file replaces it
+            errors.append(RecordError(line, case.case_id, "as_of", str(answer)))
+    _report(errors)
+    if not any(isinstance(answer, dict) for answer in answers):  # nothing could be judged
+        raise typer.Exit(EXIT_INVALID)
+    if sys.stdout.isatty():
+        _watch_tables(day, entries, cards)
+    else:
+        lines_out = [{"type": "watch", **entry} for entry in entries] + [{"type": "card", **c} for c in cards]
+        sys.stdout.buffer.write(b"".join(orjson.dumps(line) + b"\n" for line in lines_out))
+        sys.stdout.flush()
+    raise typer.Exit(EXIT_FAIL if any(card["level"] == "red" for card in cards) else EXIT_OK)
+
+
+def _watch_tables(day: date, entries: list[dict[str, Any]], cards: list[dict[str, Any]]) -> None:
+    colours = {"red": "red", "yellow": "yellow", "green": "green"}
+    table = Table(title=f"open cases as of {day}: {len(entries)}")
+    for column in ("case", "kind", "district", "nearest limit", "deadline", "left", "level"):
+        table.add_column(column)
+    for entry in sorted(entries, key=lambda e: (e["deadline"] or "9999", e["case_id"])):
+        left = "—" if entry["left"] is None else f"{entry['left']} {entry['unit'].replace('_', ' ')}"
+        level = entry["level"]
+        table.add_row(
+            entry["case_id"],
+            entry["kind"],
+            entry["district"] or "",
+            entry["rule"] or "",
+            entry["deadline"] or "",
+            left,
+            f"[{colours[level]}]{level}[/]",
+        )
+    out.print(table)
+    due = Table(title=f"cards due: {len(cards)}")
+    for column in ("card", "case", "rule", "deadline", "due at"):
+        due.add_column(column)
+    for card in cards:
+        level = card["level"]
+        due.add_row(
+            f"[{colours[level]}]{level}[/]", card["case_id"], card["rule"], card["deadline"], card["due_at"]
+        )
+    out.print(due)
+
+
 @rules_app.command("list")
-def rules_list(pack: Annotated[str, typer.Option(help="Pack name or folder.")] = "ningbo-2020") -> None:
+def rules_list(pack: PackOption = DEFAULT_PACK, data_dir: DataDirOption = None) -> None:
     """Every rule of the pack with its kind, severity and effective date."""
-    loaded = load_pack(pack)
+    loaded = _pack_or_exit(pack)
     table = Table(title=f"{loaded.version} — {loaded.manifest.document} {loaded.manifest.title}")
     for column in ("id", "kind", "scope", "severity", "from", "title"):
         table.add_column(column)
@@ -202,11 +345,9 @@ def rules_list(pack: Annotated[str, typer.Option(help="Pack name or folder.")] =
 
 
 @rules_app.command("show")
-def rules_show(
-    rule_id: str, pack: Annotated[str, typer.Option(help="Pack name or folder.")] = "ningbo-2020"
-) -> None:
+def rules_show(rule_id: str, pack: PackOption = DEFAULT_PACK, data_dir: DataDirOption = None) -> None:
     """One rule in full, with the clause it comes from."""
-    loaded = load_pack(pack)
+    loaded = _pack_or_exit(pack)
     rule = loaded.by_id.get(rule_id)
     if rule is None:
         err.print(f"[red]error:[/] no rule {rule_id!r} in {loaded.version}; see `casecheck rules list`")
@@ -235,6 +376,27 @@ def rules_validate(path: Path) -> None:
     )
 
 
+@rules_app.command("packs")
+def rules_packs(data_dir: DataDirOption = None) -> None:
+    """The packs found by name, where each comes from, and those a data-directory pack shadows."""
+    local = local_data_dir()
+    table = Table(title="rule packs (a name in the data directory wins over the shipped one)")
+    for column in ("name", "version", "rules", "from", "folder"):
+        table.add_column(column)
+    shipped = shipped_dir("rules")
+    for name, folder in pack_folders().items():
+        origin = "data directory" if local is not None and folder.is_relative_to(local) else "shipped"
+        if origin == "data directory" and (shipped / name / "pack.yaml").is_file():
+            origin += " (replaces the shipped one)"
+        try:
+            loaded = load_pack(name)
+            version, count = loaded.version, str(len(loaded.rules) + len(loaded.aggregates))
+        except RulePackError as exc:
+            version, count = f"invalid: {str(exc).splitlines()[0]}", "—"
+        table.add_row(name, version, count, origin, str(folder))
+    out.print(table)
+
+
 def _pack_or_exit(name: str) -> Any:
     try:
         return load_pack(name)
@@ -246,6 +408,7 @@ def _pack_or_exit(name: str) -> Any:
 def rules_diff(
     old: Annotated[str, typer.Argument(help="The pack in force: a name or folder.")],
     new: Annotated[str, typer.Argument(help="The proposed pack: a name or folder.")],
+    data_dir: DataDirOption = None,
 ) -> None:
     """Rules added (+), removed (-) and changed (~: limit, conditions, measure, severity, dates, clause)."""
     before, after = _pack_or_exit(old), _pack_or_exit(new)
@@ -256,7 +419,7 @@ def rules_diff(
 
 
 @rules_app.command("test")
-def rules_test(pack: Annotated[str, typer.Option(help="Pack name or folder.")] = "ningbo-2020") -> None:
+def rules_test(pack: PackOption = DEFAULT_PACK, data_dir: DataDirOption = None) -> None:
     """Run every example of the pack (its examples/ folder) through both executors. Exit 1 on a difference."""
     from engine.examples import run_examples
 
@@ -295,30 +458,95 @@ def _calendar_call(method: str, overlay: str | None, *args: Any) -> Any:
         fail(str(exc))
 
 
-OverlayOption = Annotated[
-    str | None, typer.Option(help="A local overlay: its name, or the path of a .toml file.")
-]
-
-
 @calendar_app.command("is-workday")
-def calendar_is_workday(day: str, overlay: OverlayOption = None) -> None:
+def calendar_is_workday(day: str, overlay: OverlayOption = None, data_dir: DataDirOption = None) -> None:
     """Whether DAY is a working day (weekends, statutory holidays and make-up days considered)."""
     answer = _calendar_call("is_working_day", overlay, day)
     out.print(f"{day}: {'working day 工作日' if answer else 'day off 休息日'}")
 
 
 @calendar_app.command("between")
-def calendar_between(start: str, end: str, overlay: OverlayOption = None) -> None:
+def calendar_between(
+    start: str, end: str, overlay: OverlayOption = None, data_dir: DataDirOption = None
+) -> None:
     """Working days d with START < d ≤ END (the start day is not counted, 民法典 第201条)."""
     count = _calendar_call("working_days_between", overlay, start, end)
     out.print(f"{count} working days after {start} up to {end}")
 
 
 @calendar_app.command("add")
-def calendar_add(day: str, n: int, overlay: OverlayOption = None) -> None:
+def calendar_add(day: str, n: int, overlay: OverlayOption = None, data_dir: DataDirOption = None) -> None:
     """The N-th working day after DAY (a deadline of N working days)."""
     result = _calendar_call("add_working_days", overlay, day, n)
     out.print(f"{n} working days after {day}: {result}")
+
+
+@calendar_app.command("info")
+def calendar_info(data_dir: DataDirOption = None) -> None:
+    """The calendar in force: covered years, version, where each year's file comes from, the overlays."""
+    try:
+        index = load_calendar()
+    except ValueError as exc:
+        fail(str(exc))
+    local = local_data_dir()
+    out.print(f"{index.version}: {index.first} – {index.last}", highlight=False)
+    for path in notice_paths():
+        origin = "data directory" if local is not None and path.is_relative_to(local) else "shipped"
+        out.print(f"  {path.stem}: {origin} {path}", markup=False, highlight=False)
+    overlays = overlay_names()
+    out.print(f"overlays: {', '.join(f'{name} ({path})' for name, path in overlays.items()) or 'none'}")
+    out.print(f"the next year's file: {year_file(index.last.year + 1)}", markup=False, highlight=False)
+
+
+@calendar_app.command("validate")
+def calendar_validate(
+    file: Annotated[Path, typer.Argument(help="A year file (<year>.toml) or an overlay file.")],
+    data_dir: DataDirOption = None,
+) -> None:
+    """Check a year or overlay file and show the days it flips against the calendar in force. Exit 2 if
+    the file is invalid."""
+    import numpy as np
+
+    from engine.calendar import Overlay, build_index, changed_days, read_calendar_file
+
+    if not file.is_file():
+        fail(f"no such file: {file}")
+    try:
+        parsed = read_calendar_file(file)
+        current = load_calendar()
+        raw = file.read_bytes()
+        if isinstance(parsed, Overlay):
+            notices = notices_in_force()
+            proposed = build_index(notices, (file.stem, parsed, raw))
+        else:
+            notices = [(n, b) for n, b in notices_in_force() if n.year != parsed.year]
+            years = sorted([parsed.year, *(n.year for n, _ in notices)])
+            if years != list(range(years[0], years[-1] + 1)):
+                fail(
+                    f"{file}: {parsed.year} would leave a gap: the calendar covers {current.covered[0]}–"
+                    f"{current.covered[1]}, so the next year's file is {current.covered[1] + 1}.toml"
+                )
+            proposed = build_index([*notices, (parsed, raw)])
+    except (ValueError, OSError) as exc:  # CalendarDataError, CalendarRangeError
+        fail(str(exc))
+    if isinstance(parsed, Overlay):
+        out.print(f"ok: overlay {file.stem}: {parsed.description}", markup=False, highlight=False)
+    else:
+        source = " ".join(x for x in (parsed.notice, parsed.number, parsed.url) if x)
+        out.print(f"ok: {parsed.year}: {source}", markup=False, highlight=False)
+        if not current.first.year <= parsed.year <= current.last.year:
+            year = np.arange(f"{parsed.year}-01-01", f"{parsed.year + 1}-01-01", dtype="datetime64[D]")
+            out.print(
+                f"adds {parsed.year}: {int(proposed.is_working_day(year).sum())} working days, {len(parsed.days_off())} announced days "
+                f"off, {len(parsed.make_up_workdays())} make-up working days",
+                highlight=False,
+            )
+    flips = changed_days(current, proposed)
+    out.print(f"{len(flips)} day(s) change against {current.version}:", highlight=False)
+    for day, working in flips:
+        change = "day off → working day" if working else "working day → day off"
+        out.print(f"  {day} {day:%a}: {change}", highlight=False)
+    out.print(f"version with this file: {proposed.version}", highlight=False)
 
 
 @app.command()
@@ -379,6 +607,16 @@ def scan(
         str | None, typer.Option("--by", help="Also group aggregates by district or department.")
     ] = None,
     engine: EngineOption = "columnar",
+    pack: PacksOption = None,
+    overlay: OverlayOption = None,
+    data_dir: DataDirOption = None,
+    compare_pack: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--compare-pack",
+            help="Also judge the cases under this pack (repeat for several) and report what changes.",
+        ),
+    ] = None,
     workers: Annotated[
         int | None,
         typer.Option(
@@ -414,16 +652,29 @@ def scan(
         workers = (os.cpu_count() or 1) if large and chosen_engine == "durable" else 1
     day = _as_of(as_of)
     _writable(out_dir)
-    try:
-        scanner = Scanner(load_engine(chosen_engine), out_dir, day, chosen_period, by, max(1, workers))
-        columns = (TextColumn("scanning"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    loaded = load_engine(chosen_engine, pack, overlay)
+    other = load_engine(chosen_engine, compare_pack, overlay) if compare_pack else None
+
+    def scanned(engine: Engine, folder: Path, label: str) -> dict[str, Any]:
+        scanner = Scanner(engine, folder, day, chosen_period, by, max(1, workers))
+        columns = (TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
         with Progress(*columns, console=err, disable=not err.is_terminal, transient=True) as bar:
             task = bar.add_task("scan", total=None)
-            summary = scanner.scan(files, lambda n: bar.advance(task, n), skipped)
+            return scanner.scan(files, lambda n: bar.advance(task, n), skipped)
+
+    try:
+        summary = scanned(loaded, out_dir, "scanning")
+        if summary["input"] == 0:
+            fail(f"no case records in {', '.join(map(str, files))} (the files are empty)")
+        if other is not None:
+            from engine.impact import pack_impact
+
+            scanned(other, out_dir / "compared", f"scanning under {other.pack.version}")
+            impact = pack_impact(out_dir, out_dir / "compared", loaded.pack.version, other.pack.version)
+            summary["impact"] = impact
+            (out_dir / "summary.json").write_bytes(orjson.dumps(summary, option=orjson.OPT_INDENT_2))
     except CalendarRangeError as exc:
         fail(f"--as-of: {exc}")
-    if summary["input"] == 0:
-        fail(f"no case records in {', '.join(map(str, files))} (the files are empty)")
     report = write_report(out_dir)
     _print_summary(summary, out_dir)
     out.print(f"report: {report}")
@@ -469,6 +720,22 @@ def _print_summary(summary: dict[str, Any], out_dir: Path) -> None:
         out.print(
             f"  {entry['rule']} {entry['period']}{group}: {entry['value']} vs {entry['op']} {entry['limit']} (n={entry['n']})"
         )
+    impact = summary.get("impact")
+    if impact is not None:
+
+        def moves(changes: list[dict[str, Any]]) -> str:
+            return ", ".join(f"{c['from']}→{c['to']}: {c['n']}" for c in changes) or "none"
+
+        out.print(
+            f"under {impact['compared_ruleset']}: {impact['verdicts_changed']} of {impact['cases']} verdicts "
+            f"change ({moves(impact['verdict_changes'])})",
+            markup=False,
+            highlight=False,
+        )
+        for rule_id, entry in list(impact["rules"].items())[:10]:
+            out.print(
+                f"  {rule_id}: {entry['changed']} ({moves(entry['changes'])})", markup=False, highlight=False
+            )
     out.print(
         f"outputs in {out_dir}/: verdicts.parquet, results.parquet, errors.jsonl, summary.json, report.html"
     )
@@ -507,6 +774,13 @@ def serve(
         ),
     ] = None,
     workers: Annotated[int | None, typer.Option(help="Worker processes (default: one per CPU).")] = None,
+    pack: PacksOption = None,
+    overlay: OverlayOption = None,
+    data_dir: DataDirOption = None,
+    webhook: Annotated[
+        list[str] | None,
+        typer.Option(help="POST each watch card to this URL (repeatable); retried until a 2xx."),
+    ] = None,
 ) -> None:
     """Run the HTTP service (FastAPI + uvicorn): /v1/check, /v1/check/batch, /v1/rules, /docs, …"""
     from engine.api import load_api_keys
@@ -519,4 +793,17 @@ def serve(
             fail(f"--api-keys {api_keys}: {exc.strerror or exc}")
         except ValueError as exc:  # names the line that is not name:key
             fail(f"--api-keys: {exc}")
-    run_service(host=host, port=port, store=store, api_keys=api_keys, workers=workers)
+    load_engine("columnar", pack, overlay)  # a pack or overlay that cannot be loaded stops the start-up here
+    for url in webhook or []:
+        if not url.startswith(("http://", "https://")):
+            fail(f"--webhook: {url!r} is not an http:// or https:// URL")
+    run_service(
+        host=host,
+        port=port,
+        store=store,
+        api_keys=api_keys,
+        workers=workers,
+        packs=pack,
+        overlay=overlay,
+        webhooks=webhook or (),
+    )

@@ -8,7 +8,7 @@ order; a single check is the same path with a batch of one.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import fields
+from dataclasses import dataclass, fields
 from datetime import date, datetime
 from typing import Any, Literal, Protocol, TypeVar
 from zoneinfo import ZoneInfo
@@ -20,7 +20,7 @@ from engine.calendar import CalendarRangeError, WorkdayIndex, load_calendar
 from engine.cases import Case, CaseBase, CaseError, shown_error, validate_case
 from engine.executors.plan import KindPlan, plan_kind, status_of
 from engine.measures import Batch, Measured, measure_batch, referenced_fields
-from engine.rules import KINDS, RulePack, load_pack
+from engine.rules import KINDS, RulePack, load_packs
 from engine.verdicts import Lang, SerialisedVerdicts, Verdict, VerdictBuilder
 
 EngineName = Literal["durable", "columnar"]
@@ -127,12 +127,21 @@ def make_executor(name: EngineName, plans: dict[str, KindPlan]) -> Executor:
     raise ValueError(f"unknown engine {name!r}: use durable or columnar")
 
 
+@dataclass(frozen=True)
+class Setup:
+    """What an engine was loaded from, by name: enough for a worker process to load the same one."""
+
+    packs: tuple[str, ...] = ("ningbo-2020",)
+    overlay: str | None = None
+
+
 class Engine:
     """A rule pack, a calendar and an executor, ready to check cases."""
 
     def __init__(self, pack: RulePack, calendar: WorkdayIndex, engine: EngineName = "durable") -> None:
         self.pack = pack
         self.calendar = calendar
+        self.setup = Setup()
         self.plans = {kind: plan_kind(pack, kind) for kind in KINDS}
         self.fields = {kind: referenced_fields(pack, kind) for kind in KINDS}
         self.executor = make_executor(engine, self.plans)
@@ -140,12 +149,58 @@ class Engine:
             kind: VerdictBuilder(self.plans[kind], pack.anchor(kind), pack.version, calendar.version)
             for kind in KINDS
         }
+        self._local_builders: dict[tuple[str, str], VerdictBuilder] = {}
+        # A case whose field value the pack maps to an overlay is measured on the calendar with it.
+        self.case_calendars: dict[str, WorkdayIndex] = {}
+        mapping = pack.case_overlays
+        if mapping is not None:
+            base = list(calendar.overlays)
+            self.case_calendars = {
+                value: load_calendar([*base, overlay]) for value, overlay in mapping.overlays.items()
+            }
+            for names in self.fields.values():
+                names.append(mapping.field)
+
+    def builder(self, kind: str, calendar: WorkdayIndex) -> VerdictBuilder:
+        """The verdict builder of a kind on a calendar (each names its calendar's version)."""
+        if calendar is self.calendar:
+            return self.builders[kind]
+        key = (kind, calendar.version)
+        if key not in self._local_builders:
+            anchor, ruleset = self.pack.anchor(kind), self.pack.version
+            self._local_builders[key] = VerdictBuilder(self.plans[kind], anchor, ruleset, calendar.version)
+        return self._local_builders[key]
+
+    def calendars_of(self, batch: Batch) -> list[tuple[np.ndarray | None, WorkdayIndex]]:
+        """The batch's rows by the calendar they are measured on: ``None`` for all rows when the pack maps
+        no case to an overlay, else each calendar with its (ascending) rows."""
+        if not self.case_calendars:
+            return [(None, self.calendar)]
+        field = self.pack.case_overlays.field  # type: ignore[union-attr]
+        values = batch.columns[field]
+        groups: list[tuple[np.ndarray | None, WorkdayIndex]] = []
+        local = np.zeros(batch.n, bool)
+        for value, calendar in self.case_calendars.items():
+            rows = values == value
+            if rows.any():
+                groups.append((np.flatnonzero(rows), calendar))
+                local |= rows
+        if not local.all():
+            groups.append((np.flatnonzero(~local), self.calendar))
+        return groups
 
     @classmethod
     def load(
-        cls, pack: str = "ningbo-2020", overlay: str | None = None, engine: EngineName = "durable"
+        cls,
+        pack: str | Sequence[str] = "ningbo-2020",
+        overlay: str | None = None,
+        engine: EngineName = "durable",
     ) -> Engine:
-        return cls(load_pack(pack), load_calendar(overlay), engine)
+        """The engine of the named pack(s) (several are in force together) on the calendar with the
+        overlay; names are looked up in the data directory, then in what casecheck ships."""
+        loaded = cls(load_packs([pack] if isinstance(pack, str) else pack), load_calendar(overlay), engine)
+        loaded.setup = Setup(tuple([pack] if isinstance(pack, str) else pack), overlay)
+        return loaded
 
     def check(self, case: Any, as_of: str | date | None = None, lang: Lang = "zh") -> Verdict:
         """The verdict of one case: a dict, JSON bytes/str, or a validated case model."""
@@ -160,10 +215,10 @@ class Engine:
         """Verdict dicts (the JSON shape of ``Verdict``) for validated cases, in input order."""
         verdicts: list[dict[str, Any]] = [{}] * len(cases)
         refused: dict[int, str] = {}
-        for kind, positions, measured in self._measured(cases, as_of, refused):
+        for kind, positions, measured, calendar in self._measured(cases, as_of, refused):
             outcomes = self.executor.match(self.plans[kind], measured)
             for position, verdict in zip(
-                positions, self.builders[kind].build(measured, outcomes, lang), strict=True
+                positions, self.builder(kind, calendar).build(measured, outcomes, lang), strict=True
             ):
                 verdicts[position] = verdict
         if refused:
@@ -179,9 +234,9 @@ class Engine:
         # Object arrays, so that each kind's values are put in place by one fancy assignment.
         columns = {f.name: np.empty(len(cases), object) for f in fields(SerialisedVerdicts)}
         refused: dict[int, str] = {}
-        for kind, positions, measured in self._measured(cases, as_of, refused):
+        for kind, positions, measured, calendar in self._measured(cases, as_of, refused):
             outcomes = self.executor.positions(self.plans[kind], measured)
-            built = self.builders[kind].build_json(measured, outcomes, lang)
+            built = self.builder(kind, calendar).build_json(measured, outcomes, lang)
             for name, column in columns.items():
                 column[positions] = np.fromiter(getattr(built, name), object, len(positions))
         if refused:
@@ -194,26 +249,30 @@ class Engine:
 
     def _measured(
         self, cases: Sequence[Case], as_of: str | date | None, refused: dict[int, str]
-    ) -> Iterator[tuple[str, list[int], Measured]]:
-        """Per kind: the input positions of its cases and their measured batch. Cases that cannot be
-        judged (``Measured.undecidable``) go into ``refused`` instead."""
+    ) -> Iterator[tuple[str, list[int], Measured, WorkdayIndex]]:
+        """Per kind and calendar: the input positions of its cases, their measured batch and the calendar
+        they were measured on. Cases that cannot be judged (``Measured.undecidable``) go into ``refused``
+        instead."""
         day = parse_as_of(as_of)
         by_kind: dict[str, list[int]] = {}
         for position, case in enumerate(cases):
             by_kind.setdefault(case.kind, []).append(position)
-        for kind, positions in by_kind.items():
-            batch = Batch.from_cases(kind, [cases[p] for p in positions], self.fields[kind])
-            measured = measure_batch(self.pack, batch, self.calendar, day)
-            undecidable = self.undecidable(measured)
-            if undecidable is not None:
-                reason = refused_reason(day, self.calendar.covered)
-                refused.update((positions[row], reason) for row in np.flatnonzero(undecidable).tolist())
-                kept = np.flatnonzero(~undecidable)
-                if not len(kept):
-                    continue
-                positions = [positions[row] for row in kept.tolist()]
-                measured = measure_batch(self.pack, batch.take(kept), self.calendar, day)
-            yield kind, positions, measured
+        for kind, of_kind in by_kind.items():
+            whole = Batch.from_cases(kind, [cases[p] for p in of_kind], self.fields[kind])
+            for rows, calendar in self.calendars_of(whole):
+                batch = whole if rows is None else whole.take(rows)
+                positions = of_kind if rows is None else [of_kind[row] for row in rows.tolist()]
+                measured = measure_batch(self.pack, batch, calendar, day)
+                undecidable = self.undecidable(measured)
+                if undecidable is not None:
+                    reason = refused_reason(day, calendar.covered)
+                    refused.update((positions[row], reason) for row in np.flatnonzero(undecidable).tolist())
+                    kept = np.flatnonzero(~undecidable)
+                    if not len(kept):
+                        continue
+                    positions = [positions[row] for row in kept.tolist()]
+                    measured = measure_batch(self.pack, batch.take(kept), calendar, day)
+                yield kind, positions, measured, calendar
 
     def undecidable(self, measured: Measured) -> np.ndarray | None:
         """The rows of a measured batch that cannot be judged (``Measured.undecidable``); None if none."""

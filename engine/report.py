@@ -23,7 +23,8 @@ import polars as pl
 
 from engine.aggregates import PERIOD_MONTHS, Period, period_code, period_label
 from engine.calendar import SHANGHAI
-from engine.rules import MonthsMeasure, RulePack, load_pack
+from engine.impact import ABSENT
+from engine.rules import MonthsMeasure, RulePack, load_pack, load_packs
 from engine.verdicts import CASE_VERDICTS, UNITS, quantity
 
 DRILL_ROWS = 1_000  # failing cases per rule embedded in the page; the rest stay in results.parquet
@@ -123,9 +124,9 @@ class ReportData:
 
 def _load_pack(summary: dict[str, Any]) -> RulePack | None:
     """The pack named in the summary; the report still renders (ids only) when it cannot be loaded."""
-    name = str(summary.get("ruleset") or "ningbo-2020").split("@", 1)[0]
+    names = [part.split("@", 1)[0] for part in str(summary.get("ruleset") or "ningbo-2020").split("+")]
     try:
-        return load_pack(name)
+        return load_packs(names)
     except Exception:  # a pack from another install: titles are nice to have, ids are enough
         try:
             return load_pack()
@@ -904,6 +905,44 @@ def _drill_section(data: ReportData) -> str:
     )
 
 
+def _impact_section(data: ReportData) -> str:
+    """What the compared pack (``scan --compare-pack``) changes: verdicts, then each rule, with cases."""
+    impact = data.summary.get("impact")
+    if impact is None:
+        return ""
+
+    def zh(status: str) -> str:
+        return "（不在规则包中）" if status == ABSENT else STATUS_ZH.get(status, status)
+
+    def moves(changes: list[dict[str, Any]]) -> str:
+        return "；".join(f"{zh(c['from'])} → {zh(c['to'])} {c['n']:,}" for c in changes) or "无"
+
+    rows = "".join(
+        f'<tr><td class="mono">{escape(rule_id)}</td><td>{escape(data.titles.get(rule_id, ""))}</td>'
+        f'<td class="num">{entry["changed"]:,}</td><td>{escape(moves(entry["changes"]))}</td>'
+        f'<td class="mono small">{escape(", ".join(entry["cases"][:20]))}'
+        f"{' …' if len(entry['cases']) > 20 else ''}</td></tr>"
+        for rule_id, entry in impact["rules"].items()
+    )
+    listed = len(impact["cases_changed"])
+    cases = "".join(
+        f'<tr><td class="mono">{escape(c["case_id"])}</td><td>{escape(c["kind"])}</td>'
+        f"<td>{zh(c['from'])}</td><td>{zh(c['to'])}</td></tr>"
+        for c in impact["cases_changed"]
+    )
+    return (
+        f'<section id="impact"><h2>规则包变更影响 <small>{escape(impact["ruleset"])} → '
+        f"{escape(impact['compared_ruleset'])}</small></h2>"
+        f"<p>{impact['cases']:,} 件案件中 {impact['verdicts_changed']:,} 件结论改变："
+        f"{escape(moves(impact['verdict_changes']))}。</p>"
+        '<table class="small"><thead><tr><th>规则</th><th>名称</th><th>改变件数</th><th>状态变化</th>'
+        f"<th>案件（前 20 件）</th></tr></thead><tbody>{rows}</tbody></table>"
+        f"<h3>结论改变的案件 <small>前 {listed:,} 件，全部名单见 summary.json</small></h3>"
+        '<table class="small"><thead><tr><th>案件编号</th><th>类型</th><th>原结论</th><th>新结论</th></tr>'
+        f"</thead><tbody>{cases}</tbody></table></section>"
+    )
+
+
 def _errors_section(data: ReportData) -> str:
     total = int(data.summary.get("errors", 0))
     if not total:
@@ -1087,6 +1126,7 @@ def render_html(data: ReportData) -> str:
             ("histograms", "用时分布"),
             ("aggregates", "聚合指标"),
             ("drill", "不合格明细"),
+            *([("impact", "变更影响")] if "impact" in s else []),
             ("errors", "输入错误"),
         ]
     )
@@ -1099,6 +1139,7 @@ def render_html(data: ReportData) -> str:
             _hist_section(data),
             _aggregate_section(data),
             _drill_section(data),
+            _impact_section(data),
             _errors_section(data),
         ]
     )

@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import typing
+from collections.abc import Sequence
 from datetime import date
 from functools import lru_cache
 from pathlib import Path
@@ -19,7 +20,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, model_validator
 
 from engine.cases import CASE_MODELS, leaf_types
-from engine.resources import data_dir
+from engine.resources import data_dirs
 
 Kind = Literal[
     "water_connection",
@@ -325,6 +326,13 @@ class RuleFile(Strict):
     rules: list[dict[str, Any]]
 
 
+class CaseOverlays(Strict):
+    """``field: district`` and ``overlays: {象山县: xiangshan-typhoon}`` (overlay names or .toml paths)."""
+
+    field: str
+    overlays: dict[str, str] = Field(min_length=1)
+
+
 class PackManifest(Strict):
     name: str
     document: str
@@ -333,6 +341,9 @@ class PackManifest(Strict):
     anchors: dict[Kind, str]
     # 预警: days left at which a time limit's yellow card is raised, unless a rule sets its own.
     warn_at: int = Field(default=1, ge=0)
+    # A local closure applies to the cases of one place only (a typhoon in 象山县): the calendar overlay
+    # of each value of a case field, laid over the run's calendar for those cases.
+    case_overlays: CaseOverlays | None = None
 
 
 class RulePackError(ValueError):
@@ -343,22 +354,41 @@ class RulePack:
     """A validated pack: its per-case rules by kind, its aggregate rules, and its content version."""
 
     def __init__(
-        self, manifest: PackManifest, rules: list[Rule], aggregates: list[AggregateRule], digest: str
+        self,
+        manifest: PackManifest,
+        rules: list[Rule],
+        aggregates: list[AggregateRule],
+        version: str,
+        files: dict[str, Path] | None = None,
     ):
         self.manifest = manifest
         self.folder: Path | None = None
         self.rules = rules
         self.aggregates = aggregates
-        self.version = f"{manifest.name}@{digest[:12]}"
+        self.version = version
+        # The file each rule is defined in, for messages that must point a rule keeper at it.
+        self.files = files or {}
+        # The packs in force together (just this one unless it was combined): verdicts name each.
+        self.members: tuple[RulePack, ...] = (self,)
         self.by_id: dict[str, Rule | AggregateRule] = {r.id: r for r in [*rules, *aggregates]}
         self.by_kind: dict[str, list[Rule]] = {kind: [r for r in rules if r.kind == kind] for kind in KINDS}
+        self._warn_at = dict.fromkeys(self.by_id, manifest.warn_at)
 
     def anchor(self, kind: str) -> str:
         return self.manifest.anchors[kind]  # type: ignore[index]
 
+    @property
+    def case_overlays(self) -> CaseOverlays | None:
+        return self.manifest.case_overlays
+
     def warn_at(self, rule: Rule) -> int:
-        """The days left at which the rule's yellow card is raised: its own, else the pack's."""
-        return self.manifest.warn_at if rule.warn_at is None else rule.warn_at
+        """The days left at which the rule's yellow card is raised: its own, else its pack's."""
+        return self._warn_at[rule.id] if rule.warn_at is None else rule.warn_at
+
+    @property
+    def names(self) -> list[str]:
+        """Each pack in force with its version (``name@digest``)."""
+        return [member.version for member in self.members]
 
 
 def _format_location(loc: tuple[Any, ...]) -> str:
@@ -386,11 +416,26 @@ def load_pack_from(folder: Path) -> RulePack:
     except (ValidationError, yaml.YAMLError) as exc:
         raise RulePackError(f"{manifest_path}: {exc}") from exc
     digest.update(raw_manifest)
+    if manifest.case_overlays is not None:  # an overlay file is named relative to the pack
+        overlays = {
+            value: str(folder / name) if name.endswith(".toml") and not Path(name).is_absolute() else name
+            for value, name in manifest.case_overlays.overlays.items()
+        }
+        manifest = manifest.model_copy(
+            update={"case_overlays": manifest.case_overlays.model_copy(update={"overlays": overlays})}
+        )
     for kind in sorted(set(KINDS) - set(manifest.anchors)):
         problems.append(f"{manifest_path}: anchors: no anchor date for {kind}")
     for kind, anchor in manifest.anchors.items():
         if (why := unknown_field(kind, anchor)) is not None:
             problems.append(f"{manifest_path}: anchors.{kind}: {why}")
+    if manifest.case_overlays is not None:
+        missing = [kind for kind in KINDS if unknown_field(kind, manifest.case_overlays.field)]
+        if missing:
+            problems.append(
+                f"{manifest_path}: case_overlays.field: {manifest.case_overlays.field!r} is not a field of "
+                f"{', '.join(missing)}"
+            )
     rules: list[Rule] = []
     aggregates: list[AggregateRule] = []
     seen: dict[str, Path] = {}
@@ -422,7 +467,7 @@ def load_pack_from(folder: Path) -> RulePack:
             problems.append(f"{seen[rule.id]}: rule {rule.id}: replaced_by: no rule {rule.replaced_by!r}")
     if problems:
         raise RulePackError("\n".join(problems))
-    pack = RulePack(manifest, rules, aggregates, digest.hexdigest())
+    pack = RulePack(manifest, rules, aggregates, f"{manifest.name}@{digest.hexdigest()[:12]}", seen)
     pack.folder = folder
     return pack
 
@@ -439,13 +484,76 @@ def _field_problems(rule: Rule | AggregateRule) -> list[str]:
     return found
 
 
-@lru_cache(maxsize=8)
+def pack_folders() -> dict[str, Path]:
+    """The packs found by name (folders with a ``pack.yaml``): the data directory's ``rules/``, whose
+    packs win over the shipped ones of the same name, then the shipped ``rules/``."""
+    found: dict[str, Path] = {}
+    for folder in reversed(data_dirs("rules")):
+        if folder.is_dir():
+            found.update((p.name, p) for p in sorted(folder.iterdir()) if (p / "pack.yaml").is_file())
+    return found
+
+
 def load_pack(name: str = "ningbo-2020") -> RulePack:
-    """The named pack from the packaged ``rules/`` folder, or a folder path."""
-    folder = Path(name) if ("/" in name or Path(name).is_dir()) else data_dir("rules") / name
-    if not folder.is_dir():
-        raise RulePackError(f"rule pack {name!r} not found (looked in {folder})")
+    """The named pack (from the data directory, else shipped), or a folder path."""
+    folder = Path(name) if ("/" in name or Path(name).is_dir()) else pack_folders().get(name)
+    if folder is None or not folder.is_dir():
+        where = " or ".join(str(folder) for folder in data_dirs("rules"))
+        raise RulePackError(f"rule pack {name!r} not found (looked in {where}; see `casecheck rules packs`)")
+    return _load_pack(folder.resolve())
+
+
+@lru_cache(maxsize=8)
+def _load_pack(folder: Path) -> RulePack:
     return load_pack_from(folder)
+
+
+def load_packs(names: Sequence[str]) -> RulePack:
+    """Several packs in force together, as one: rule ids must be unique across them and every kind
+    anchored on the same field in each. A single name is just that pack."""
+    if not names:
+        raise RulePackError("no rule pack given")
+    packs = [load_pack(name) for name in dict.fromkeys(names)]
+    return packs[0] if len(packs) == 1 else _combined(tuple(packs))
+
+
+@lru_cache(maxsize=8)
+def _combined(packs: tuple[RulePack, ...]) -> RulePack:
+    first = packs[0]
+    problems: list[str] = []
+    files: dict[str, Path] = {}
+    for pack in packs:
+        for rule_id, path in pack.files.items():
+            if rule_id in files:
+                problems.append(f"rule {rule_id} is defined twice: in {files[rule_id]} and in {path}")
+            files[rule_id] = path
+        for kind in KINDS:
+            if pack.manifest.anchors.get(kind) != first.manifest.anchors.get(kind):  # type: ignore[call-overload]
+                problems.append(
+                    f"packs {first.manifest.name} and {pack.manifest.name} anchor {kind} on different "
+                    f"fields ({first.anchor(kind)} and {pack.anchor(kind)})"
+                )
+    mapping = [pack for pack in packs if pack.manifest.case_overlays is not None]
+    if len(mapping) > 1:
+        problems.append(
+            f"packs {mapping[0].manifest.name} and {mapping[1].manifest.name} both map cases to calendar "
+            "overlays (case_overlays): keep the mapping in one pack"
+        )
+    if problems:
+        raise RulePackError("\n".join(problems))
+    manifest = first.manifest
+    if mapping:
+        manifest = manifest.model_copy(update={"case_overlays": mapping[0].manifest.case_overlays})
+    combined = RulePack(
+        manifest,
+        [rule for pack in packs for rule in pack.rules],
+        [rule for pack in packs for rule in pack.aggregates],
+        "+".join(pack.version for pack in packs),
+        files,
+    )
+    combined.members = packs
+    combined._warn_at = {rule_id: pack._warn_at[rule_id] for pack in packs for rule_id in pack.by_id}
+    return combined
 
 
 # What `rules diff` compares, in the words of the person who signs off the change.

@@ -29,10 +29,10 @@ import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
 from engine.aggregates import AggregateAccumulator, Period
-from engine.calendar import CalendarRangeError
+from engine.calendar import CalendarRangeError, WorkdayIndex
 from engine.cases import Case, InvalidCase, shown_id, validate_case
 from engine.cases import CaseError as CaseProblem
-from engine.core import Engine, isolated, parse_as_of, refused_reason
+from engine.core import Engine, Setup, isolated, parse_as_of, refused_reason
 from engine.executors.plan import KindPlan, status_of
 from engine.ingest import Located, RecordFrame, read_ndjson_frames, read_parquet_frames, validate_frame
 from engine.measures import Batch, Measured, measure_batch
@@ -420,12 +420,28 @@ class ChunkChecker:
         outcome: ChunkOutcome,
         aggregates: AggregateAccumulator,
     ) -> None:
+        for rows, calendar in self.engine.calendars_of(batch):
+            if rows is None:
+                self._check_on(batch, calendar, file, lines, outcome, aggregates)
+            else:
+                self._check_on(batch.take(rows), calendar, file, lines[rows], outcome, aggregates)
+
+    def _check_on(
+        self,
+        batch: Batch,
+        calendar: WorkdayIndex,
+        file: str,
+        lines: np.ndarray,
+        outcome: ChunkOutcome,
+        aggregates: AggregateAccumulator,
+    ) -> None:
+        """The batch's cases measured on one calendar (the run's, or the overlay their field maps to)."""
         engine = self.engine
         kind = batch.kind
-        measured = measure_batch(engine.pack, batch, engine.calendar, self.as_of)
+        measured = measure_batch(engine.pack, batch, calendar, self.as_of)
         undecidable = engine.undecidable(measured)
         if undecidable is not None:
-            reason = refused_reason(self.as_of, engine.calendar.covered)
+            reason = refused_reason(self.as_of, calendar.covered)
             outcome.errors.extend(
                 ScanError(file, line, case_id, "as_of", reason)
                 for line, case_id in zip(
@@ -436,7 +452,7 @@ class ChunkChecker:
             if not len(kept):
                 return
             batch, lines = batch.take(kept), lines[kept]
-            measured = measure_batch(engine.pack, batch, engine.calendar, self.as_of)
+            measured = measure_batch(engine.pack, batch, calendar, self.as_of)
         tables = self.outcomes[kind]
         positions = engine.executor.positions(engine.plans[kind], measured)
         joined = positions + tables.shift  # (cases × rules) positions in the joined tables
@@ -463,7 +479,7 @@ class ChunkChecker:
         outcome.checked += batch.n
         if tables.rules:
             outcome.results.append(self._results(tables, measured, joined, case_id, district, outcome))
-        aggregates.add(kind, batch)
+        aggregates.add(kind, batch, calendar)
 
     def _results(
         self,
@@ -526,9 +542,10 @@ class ChunkChecker:
 _WORKER: ChunkChecker | None = None
 
 
-def _start_worker(engine_name: str, as_of: date, period: Period, by: str | None) -> None:
+def _start_worker(engine_name: str, setup: Setup, as_of: date, period: Period, by: str | None) -> None:
     global _WORKER
-    _WORKER = ChunkChecker(Engine.load(engine=engine_name), as_of, period, by)  # type: ignore[arg-type]
+    engine = Engine.load(setup.packs, setup.overlay, engine_name)  # type: ignore[arg-type]
+    _WORKER = ChunkChecker(engine, as_of, period, by)
 
 
 def _check_in_worker(chunk: RecordFrame) -> ChunkOutcome:
@@ -729,7 +746,7 @@ class Scanner:
                 yield outcome, len(chunk) + len(problems)
             return
         context = multiprocessing.get_context("spawn")  # no fork: Polars and durable_rules hold threads
-        initargs = (self.engine.executor.name, self.as_of, self.period, self.by)
+        initargs = (self.engine.executor.name, self.engine.setup, self.as_of, self.period, self.by)
         with ProcessPoolExecutor(self.workers, context, initializer=_start_worker, initargs=initargs) as pool:
             pending: deque[tuple[Future[ChunkOutcome], list[ScanError], int]] = deque()
             for chunk, problems in self._chunks(files):
@@ -793,7 +810,9 @@ class Scanner:
             "errors": totals.errors,
             "as_of": self.as_of.isoformat(),
             "ruleset": self.engine.pack.version,
+            "packs": self.engine.pack.names,
             "calendar": self.engine.calendar.version,
+            "overlay": self.engine.setup.overlay,
             "engine": self.engine.executor.name,
             "period": self.period,
             "verdict_counts": totals.verdict_counts,

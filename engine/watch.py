@@ -44,6 +44,7 @@ __all__ = [
     "WatchStore",
     "Watcher",
     "day_start",
+    "to_micros",
 ]
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
@@ -83,7 +84,7 @@ def _local_day(moment: datetime) -> date:
     return moment.astimezone(SHANGHAI).date()
 
 
-def _micros(moment: datetime) -> int:
+def to_micros(moment: datetime) -> int:
     """A moment as integer microseconds since the epoch: what the indexed columns compare."""
     return int(moment.timestamp() * 1_000_000)
 
@@ -113,6 +114,7 @@ _CASE_COLUMNS = (
     "case_id, kind, district, updated_at, state, level, record, verdict, clock, raised, "
     "rule, deadline, unit, remaining, next_due"
 )
+QUEUE_LOOKBACK = 1000  # cards re-examined when queueing webhook deliveries (see ``claim_deliveries``)
 _CARD_COLUMNS = "id, case_id, rule, level, kind, district, deadline, due_at, raised_at"
 
 
@@ -182,8 +184,78 @@ class WatchStore:
                 )"""
             )
 
+            # One row per (webhook, card): its attempts, when to try again, and a lease that keeps two
+            # workers from sending the same card at once.
+            db.execute(
+                """CREATE TABLE IF NOT EXISTS watch_deliveries (
+                    url TEXT NOT NULL, seq BIGINT NOT NULL, case_id TEXT NOT NULL,
+                    attempts INTEGER NOT NULL DEFAULT 0, next_attempt BIGINT NOT NULL DEFAULT 0,
+                    lease_until BIGINT, delivered_at TEXT, last_error TEXT, PRIMARY KEY (url, seq)
+                )"""
+            )
+            db.execute(
+                "CREATE INDEX IF NOT EXISTS watch_deliveries_open ON watch_deliveries (url, case_id, seq) "
+                "WHERE delivered_at IS NULL"
+            )
+
     def _sql(self, text: str) -> str:
         return text.replace("?", self._mark)
+
+    # -- webhook deliveries ------------------------------------------------------------------------------
+
+    def claim_deliveries(self, url: str, now: int, lease: int, limit: int) -> list[dict[str, Any]]:
+        """Queue the cards not yet queued for ``url``, then lease (until ``now + lease``) the due ones that
+        are their case's oldest undelivered card, oldest first: a case's cards go out in order."""
+        with self.writing() as db:
+            # From a little before the newest queued card: a PostgreSQL sequence number can commit after a
+            # higher one, and the conflict clause skips what is queued already.
+            db.execute(
+                self._sql(
+                    "INSERT INTO watch_deliveries (url, seq, case_id) SELECT ?, seq, case_id FROM watch_cards "
+                    "WHERE seq > COALESCE((SELECT MAX(seq) FROM watch_deliveries WHERE url = ?), 0) - ? "
+                    "ON CONFLICT (url, seq) DO NOTHING"
+                ),
+                (url, url, QUEUE_LOOKBACK),
+            )
+            rows = db.execute(
+                self._sql(
+                    f"SELECT d.attempts, c.seq, {', '.join('c.' + n for n in _CARD_COLUMNS.split(', '))} "
+                    "FROM watch_deliveries d JOIN watch_cards c ON c.seq = d.seq "
+                    "WHERE d.url = ? AND d.delivered_at IS NULL AND d.next_attempt <= ? "
+                    "AND (d.lease_until IS NULL OR d.lease_until < ?) "
+                    "AND NOT EXISTS (SELECT 1 FROM watch_deliveries e WHERE e.url = d.url "
+                    "AND e.case_id = d.case_id AND e.seq < d.seq AND e.delivered_at IS NULL) "
+                    "ORDER BY d.seq LIMIT ?"
+                ),
+                (url, now, now, limit),
+            ).fetchall()
+            names = ["attempts", "seq", *_CARD_COLUMNS.split(", ")]
+            claimed = [dict(zip(names, row, strict=True)) for row in rows]
+            db.executemany(
+                self._sql("UPDATE watch_deliveries SET lease_until = ? WHERE url = ? AND seq = ?"),
+                [(now + lease, url, card["seq"]) for card in claimed],
+            )
+        return claimed
+
+    def delivered(self, url: str, seq: int, at: str) -> None:
+        with self.writing() as db:
+            db.execute(
+                self._sql(
+                    "UPDATE watch_deliveries SET delivered_at = ?, lease_until = NULL, "
+                    "attempts = attempts + 1 WHERE url = ? AND seq = ?"
+                ),
+                (at, url, seq),
+            )
+
+    def retry_later(self, url: str, seq: int, next_attempt: int, error: str) -> None:
+        with self.writing() as db:
+            db.execute(
+                self._sql(
+                    "UPDATE watch_deliveries SET attempts = attempts + 1, next_attempt = ?, lease_until = NULL, "
+                    "last_error = ? WHERE url = ? AND seq = ?"
+                ),
+                (next_attempt, error[:500], url, seq),
+            )
 
     @contextmanager
     def writing(self) -> Iterator[Any]:
@@ -355,7 +427,7 @@ class Watcher:
             fresh: list[int] = []
             stamps: dict[int, int] = {}
             for index, (_, case, updated_at) in enumerate(items):
-                stamp = _micros(updated_at or now)
+                stamp = to_micros(updated_at or now)
                 stored = self.watch.get(db, case.case_id)
                 if stored is not None and stamp < stored.updated_at:
                     stale = StaleUpdate(
@@ -508,7 +580,7 @@ class Watcher:
             deadline=nearest["deadline"] if nearest else None,
             unit=nearest["unit"] if nearest else None,
             remaining=nearest["remaining"] if nearest else None,
-            next_due=_micros(day_start(min(due_days))) if pending and due_days else None,
+            next_due=to_micros(day_start(min(due_days))) if pending and due_days else None,
         )
         return Judged(state, cards)
 
@@ -521,7 +593,7 @@ class Watcher:
         while True:
             now = self.clock.now()
             with self._lock, self.watch.writing() as db:
-                due = self.watch.due(db, _micros(now), rows)
+                due = self.watch.due(db, to_micros(now), rows)
                 if not due:
                     return raised
                 states, added = self._sweep_rows(db, due, now)

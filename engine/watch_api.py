@@ -1,14 +1,17 @@
 """The watch's HTTP routes: case updates in (PUT /v1/cases/{case_id}, POST /v1/cases), the watch list and
-the cards out (GET /v1/watch, GET /v1/alerts). Kept apart from ``engine.api``, which only mounts them."""
+the cards out (GET /v1/watch, GET /v1/alerts, GET /v1/alerts/stream). Kept apart from ``engine.api``,
+which only mounts them."""
 
 import logging
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from datetime import datetime
+from functools import partial
 from typing import Annotated, Any, Literal
 
 import anyio
 import orjson
-from fastapi import FastAPI, Path, Query, Request, Response
+from fastapi import FastAPI, Header, Path, Query, Request, Response
+from fastapi.responses import StreamingResponse
 
 from engine.calendar import CalendarRangeError
 from engine.cases import InvalidCase, validate_case
@@ -32,6 +35,8 @@ CaseIdP = Annotated[str, Path(min_length=1, max_length=128, examples=["W-2026-00
 
 
 SWEEP_SECONDS = 30.0  # how often the service looks for due cards; a card is raised at most this late
+STREAM_POLL_SECONDS = 1.0  # how often a stream reads new cards from the store (every worker writes there)
+STREAM_HEARTBEAT_SECONDS = 15.0  # a comment line that keeps proxies from closing an idle stream
 
 
 async def sweep_watch(watcher: Watcher, every: float = SWEEP_SECONDS) -> None:
@@ -159,6 +164,60 @@ def add_watch_routes(
         # The cursor moves past every card read, so a filtered reader never reads one twice.
         cursor = cards[-1]["seq"] if cards else after
         return Response(orjson.dumps({"alerts": cards, "cursor": cursor}), media_type="application/json")
+
+    @app.get(
+        "/v1/alerts/stream",
+        summary="The cards as Server-Sent Events; reconnect with Last-Event-ID to resume without gaps",
+        response_class=Response,
+        responses={200: {"content": {"text/event-stream": {}}}},
+    )
+    async def alerts_stream(
+        who: caller,
+        after: Annotated[
+            int, Query(ge=0, description="the cursor to start after (Last-Event-ID wins)", examples=[0])
+        ] = 0,
+        level: LevelQ = None,
+        district: DistrictQ = None,
+        kind: KindQ = None,
+        last_event_id: Annotated[str | None, Header(alias="Last-Event-ID", include_in_schema=False)] = None,
+    ) -> StreamingResponse:
+        start = after
+        if last_event_id is not None:
+            if not last_event_id.isdigit():
+                message = f"must be the id of a card event (a cursor), got {last_event_id!r}"
+                raise api_error(
+                    422, "invalid Last-Event-ID", [{"path": "header.Last-Event-ID", "message": message}]
+                )
+            start = int(last_event_id)
+        filters = {"level": level, "district": district, "kind": kind}
+        return StreamingResponse(
+            card_events(watcher, start, filters),
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+        )
+
+
+async def card_events(
+    watcher: Watcher, after: int, filters: dict[str, str | None], poll: float = STREAM_POLL_SECONDS
+) -> AsyncIterator[bytes]:
+    """Each card after the cursor as an SSE event (``id`` = its cursor), then the new ones as they are
+    raised. The store is read, not an in-process queue, so a card raised by another worker or before a
+    restart is streamed too, and a reconnect's Last-Event-ID resumes exactly after the last event seen."""
+    cursor = after
+    idle = 0.0
+    yield b"retry: 2000\n\n"
+    while True:
+        cards = await anyio.to_thread.run_sync(partial(watcher.watch.cards, cursor, 1000, filters))
+        for card in cards:
+            yield b"id: %d\nevent: card\ndata: %s\n\n" % (card["seq"], orjson.dumps(card))
+        if cards:
+            cursor, idle = cards[-1]["seq"], 0.0
+            continue
+        await anyio.sleep(poll)
+        idle += poll
+        if idle >= STREAM_HEARTBEAT_SECONDS:
+            idle = 0.0
+            yield b": keep-alive\n\n"
 
 
 def _paths(exc: InvalidCase) -> list[dict[str, str]]:

@@ -566,6 +566,7 @@ def test_openapi_document(client: httpx.Client) -> None:
         ("post", "/v1/cases"),
         ("get", "/v1/watch"),
         ("get", "/v1/alerts"),
+        ("get", "/v1/alerts/stream"),
         ("get", "/healthz"),
     }
     found = {(method, path) for path, item in document["paths"].items() for method in item}
@@ -587,6 +588,65 @@ def test_openapi_document(client: httpx.Client) -> None:
     assert not case_validator.is_valid({"kind": "water_connection"})
     # schemathesis parses it too (the fuzz test below relies on it).
     assert len(list(schemathesis.openapi.from_dict(document).get_all_operations())) == len(expected)
+
+
+def _events(lines: Iterator[str], count: int) -> list[dict[str, Any]]:
+    """The next ``count`` card events of an SSE response's lines (id, event, data), comments skipped."""
+    events: list[dict[str, Any]] = []
+    fields: dict[str, Any] = {}
+    for line in lines:
+        if not line:
+            if "data" in fields:
+                events.append({**fields, "data": orjson.loads(fields["data"])})
+                if len(events) == count:
+                    return events
+            fields = {}
+        elif not line.startswith(":"):
+            name, _, value = line.partition(": ")
+            fields[name] = value
+    return events
+
+
+def test_alerts_stream_resumes_after_last_event_id_without_gaps(client: httpx.Client) -> None:
+    """Cards as Server-Sent Events, from two workers' shared store; a reconnect with Last-Event-ID gets
+    exactly the cards after it, including one raised while nobody was connected."""
+    district = "SSE测试区"
+
+    def overdue(case_id: str) -> None:  # open, applied weeks ago: past its 2-working-day limit, a red card
+        case = {
+            "case_id": case_id,
+            "kind": "water_connection",
+            "customer_type": "non_residential",
+            "applied_at": "2026-11-02T09:00:00+08:00",
+            "external_works_m": 0,
+            "steps": 2,
+            "materials": 1,
+            "district": district,
+        }
+        assert client.put(f"/v1/cases/{case_id}", json=case).status_code == 200
+
+    start = client.get("/v1/alerts").json()["cursor"]
+    overdue("SSE-1")
+    params = {"district": district}
+    with client.stream(
+        "GET", "/v1/alerts/stream", params=params, headers={"Last-Event-ID": str(start)}
+    ) as sse:
+        assert sse.status_code == 200 and sse.headers["content-type"].startswith("text/event-stream")
+        (first,) = _events(sse.iter_lines(), 1)
+    assert first["event"] == "card" and first["data"]["id"] == "red:water.no_external.2wd:SSE-1"
+    assert first["id"] == str(first["data"]["seq"])
+    overdue("SSE-2")  # raised while disconnected
+    with client.stream(
+        "GET", "/v1/alerts/stream", params=params, headers={"Last-Event-ID": first["id"]}
+    ) as sse:
+        lines = sse.iter_lines()
+        (second,) = _events(lines, 1)
+        overdue("SSE-3")  # raised while connected: streamed within a poll
+        (third,) = _events(lines, 1)
+    assert [second["data"]["case_id"], third["data"]["case_id"]] == ["SSE-2", "SSE-3"]
+    assert int(first["id"]) < int(second["id"]) < int(third["id"])
+    bad = client.get("/v1/alerts/stream", headers={"Last-Event-ID": "yesterday"})
+    assert bad.status_code == 422 and bad.json()["errors"][0]["path"] == "header.Last-Event-ID"
 
 
 def test_docs_page_is_self_contained(client: httpx.Client) -> None:

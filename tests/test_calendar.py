@@ -25,6 +25,7 @@ from engine.calendar import (
     load_calendar,
     load_notices,
 )
+from engine.resources import ENV_DATA
 
 IDX = load_calendar()
 FIRST = date(2004, 1, 1)
@@ -214,7 +215,7 @@ def test_overlay_closure_and_extra_workday(tmp_path: Path) -> None:
     assert not local.is_working_day(date(2026, 3, 3))
     assert local.is_working_day(date(2026, 3, 7))
     assert local.version != IDX.version
-    assert local.version.startswith("cn@2004-2026:")
+    assert local.version.startswith("cn@2004-2026+typhoon:")
     # The national default is untouched (and still the cached instance).
     assert load_calendar() is IDX
     assert IDX.is_working_day(date(2026, 3, 3))
@@ -262,13 +263,9 @@ def test_broken_data_file_names_file_and_field(tmp_path: Path, monkeypatch: pyte
         '[[holiday]]\nname = "春节"\ndays_off = [2026-02-15]\nmake_up_workdays = [2026-02-16]\n',
         encoding="utf-8",
     )
-    monkeypatch.setattr(cal_module, "data_dir", lambda name: tmp_path / name)
-    load_notices.cache_clear()
-    try:
-        with pytest.raises(CalendarDataError, match=r"2026\.toml: holiday\.0: .*Saturdays or Sundays"):
-            load_notices()
-    finally:
-        load_notices.cache_clear()
+    monkeypatch.setenv(ENV_DATA, str(tmp_path))  # the data directory's 2026 replaces the shipped one
+    with pytest.raises(CalendarDataError, match=r"2026\.toml: holiday\.0: .*Saturdays or Sundays"):
+        load_notices()
 
 
 # -- properties --------------------------------------------------------------------------------------

@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from engine.resources import data_dir
+from engine.resources import shipped_dir
 from engine.rules import RulePackError, load_pack, load_pack_from
 
 CASECHECK = str(Path(sys.executable).parent / "casecheck")
-PACK = data_dir("rules") / "ningbo-2020"
+PACK = shipped_dir("rules") / "ningbo-2020"
 
 
 def test_pack_has_every_rule_of_rules_md() -> None:

@@ -19,7 +19,7 @@ from fastapi.testclient import TestClient
 
 from engine import Engine
 from engine.api import Settings, create_app
-from engine.resources import data_dir
+from engine.resources import shipped_dir
 from engine.rules import RulePackError, load_pack_from
 from engine.watch import SHANGHAI, ManualClock, StaleUpdate, Watcher, WatchStore
 from tests.conftest import property_registration, water
@@ -162,7 +162,7 @@ def test_stale_update_changes_nothing(make_watcher: Any) -> None:
 
 def _pack_with(tmp_path: Path, change: dict[str, Any]) -> Path:
     folder = tmp_path / "pack"
-    shutil.copytree(data_dir("rules") / "ningbo-2020", folder)
+    shutil.copytree(shipped_dir("rules") / "ningbo-2020", folder)
     path = folder / "water.yaml"
     data = yaml.safe_load(path.read_text(encoding="utf-8"))
     for rule in data["rules"]:
@@ -246,3 +246,48 @@ def test_put_409_422_watch_and_alerts(http: tuple[TestClient, Watcher]) -> None:
     assert [(a["case_id"], a["level"]) for a in reds] == [("W-2", "red")]
     after = client.get("/v1/alerts", params={"after": alerts["cursor"]}).json()
     assert (after["alerts"], after["cursor"]) == ([], alerts["cursor"])
+
+
+# -- `casecheck watch FILE --as-of DATE`: a nightly export, no service ------------------------------------
+
+
+def watch_cli(records: list[dict[str, Any]], as_of: str) -> Any:
+    from typer.testing import CliRunner
+
+    from engine.cli import app
+
+    body = b"".join(orjson.dumps(record) + b"\n" for record in records)
+    return CliRunner().invoke(app, ["watch", "-", "--as-of", as_of], input=body)
+
+
+def test_watch_command_lists_open_cases_and_the_cards_due_that_day() -> None:
+    records = [
+        open_water(case_id="W-A"),  # deadline 10-09: yellow due 10-08 (1 working day left), red 10-10
+        open_water(case_id="W-B", applied_at="2026-10-08T09:00:00+08:00"),  # 10-09 and 10-10: its two
+        water(case_id="W-DONE"),  # connected: nothing to watch
+        {"case_id": "W-BAD", "kind": "water_connection", "applied_at": "soon"},
+    ]
+    before = watch_cli(records, "2026-10-07")
+    assert before.exit_code == 0, before.output
+    lines = [orjson.loads(line) for line in before.stdout.splitlines()]
+    assert [(x["type"], x["case_id"], x["level"]) for x in lines] == [
+        ("watch", "W-A", "green"),
+        ("watch", "W-B", "green"),
+    ]
+    assert "W-BAD" in before.stderr and "applied_at" in before.stderr
+    yellow = [orjson.loads(line) for line in watch_cli(records, "2026-10-08").stdout.splitlines()]
+    cards = [(x["id"], x["deadline"]) for x in yellow if x["type"] == "card"]
+    assert cards == [(f"yellow:{RULE}:W-A", "2026-10-09")]
+    assert {x["case_id"]: x["left"] for x in yellow if x["type"] == "watch"} == {"W-A": 1, "W-B": 2}
+    # 10-10 is a make-up working day: W-A's deadline passed at its start (red); it is W-B's deadline.
+    late = watch_cli(records, "2026-10-10")
+    assert late.exit_code == 1  # a red card is due
+    due = [orjson.loads(line) for line in late.stdout.splitlines() if '"card"' in line]
+    assert sorted(x["id"] for x in due) == [f"red:{RULE}:W-A", f"yellow:{RULE}:W-B"]
+    assert next(x for x in due if x["level"] == "red")["due_at"] == "2026-10-09T16:00:00+00:00"
+
+
+def test_watch_command_with_nothing_to_judge_exits_2() -> None:
+    run = watch_cli([{"case_id": "X", "kind": "water_connection"}], "2026-10-08")
+    assert run.exit_code == 2
+    assert "customer_type" in run.stderr
