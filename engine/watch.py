@@ -231,7 +231,7 @@ class WatchStore:
             ).fetchall()
             names = ["attempts", "seq", *_CARD_COLUMNS.split(", ")]
             claimed = [dict(zip(names, row, strict=True)) for row in rows]
-            db.executemany(
+            db.cursor().executemany(
                 self._sql("UPDATE watch_deliveries SET lease_until = ? WHERE url = ? AND seq = ?"),
                 [(now + lease, url, card["seq"]) for card in claimed],
             )
@@ -288,7 +288,7 @@ class WatchStore:
     def put(self, db: Any, states: Sequence[CaseState]) -> None:
         names = _CASE_COLUMNS.split(", ")
         updates = ", ".join(f"{name} = excluded.{name}" for name in names[1:])
-        db.executemany(
+        db.cursor().executemany(
             self._sql(
                 f"INSERT INTO watch_cases ({_CASE_COLUMNS}) VALUES ({', '.join('?' * len(names))}) "
                 f"ON CONFLICT (case_id) DO UPDATE SET {updates}"

@@ -2,6 +2,7 @@
 the cards out (GET /v1/watch, GET /v1/alerts, GET /v1/alerts/stream). Kept apart from ``engine.api``,
 which only mounts them."""
 
+import importlib.resources
 import logging
 from collections.abc import AsyncIterator, Callable
 from datetime import datetime
@@ -11,7 +12,7 @@ from typing import Annotated, Any, Literal
 import anyio
 import orjson
 from fastapi import FastAPI, Header, Path, Query, Request, Response
-from fastapi.responses import StreamingResponse
+from fastapi.responses import HTMLResponse, StreamingResponse
 
 from engine.calendar import CalendarRangeError
 from engine.cases import InvalidCase, validate_case
@@ -34,6 +35,8 @@ KindQ = Annotated[
 CaseIdP = Annotated[str, Path(min_length=1, max_length=128, examples=["W-2026-0001"])]
 
 
+# The district office's page: self-contained (no external script or style), read once from the package.
+WATCH_PAGE = importlib.resources.files("engine").joinpath("watch_page.html").read_text(encoding="utf-8")
 SWEEP_SECONDS = 30.0  # how often the service looks for due cards; a card is raised at most this late
 STREAM_POLL_SECONDS = 1.0  # how often a stream reads new cards from the store (every worker writes there)
 STREAM_HEARTBEAT_SECONDS = 15.0  # a comment line that keeps proxies from closing an idle stream
@@ -138,6 +141,10 @@ def add_watch_routes(
             else:
                 results[index] = {"index": index, "ok": True, **answer}
         return Response(orjson.dumps({"results": results}), media_type="application/json")
+
+    @app.get("/watch", include_in_schema=False)
+    async def watch_page() -> HTMLResponse:
+        return HTMLResponse(WATCH_PAGE)
 
     @app.get("/v1/watch", summary="The open cases: nearest deadline, days left, level")
     async def watch(

@@ -7,10 +7,7 @@ list the right cases); the plain tests guard the promises that need no browser: 
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
-import subprocess
 import time
 import xml.etree.ElementTree as ET
 from datetime import datetime, timedelta
@@ -28,19 +25,6 @@ from engine.rules import load_pack
 from engine.scan import Scanner, input_files
 
 AS_OF = "2026-11-24"
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMEDRIVER = Path("/usr/bin/chromedriver")
-BROWSER_FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--window-size=1280,1400",
-]
 
 
 def scan_and_report(out: Path, n: int, seed: int, period: str = "month") -> Path:
@@ -188,44 +172,6 @@ def test_generation_time_is_shanghai_time_with_its_zone(report: Path) -> None:
 
 
 # --- headless Chromium -------------------------------------------------------------------------------
-
-
-def _chromium_available() -> str | None:
-    """None when Chromium and its driver are usable, else why not (after trying apt-get as root)."""
-    if not (CHROMIUM.exists() and CHROMEDRIVER.exists()):
-        if hasattr(os, "geteuid") and os.geteuid() == 0 and shutil.which("apt-get"):
-            subprocess.run(
-                "apt-get update && apt-get install -y chromium chromium-driver",
-                shell=True,
-                check=False,
-                capture_output=True,
-                timeout=900,
-            )
-        if not (CHROMIUM.exists() and CHROMEDRIVER.exists()):
-            return "Chromium not installed (apt-get install chromium chromium-driver) and cannot be installed here"
-    return None
-
-
-@pytest.fixture(scope="module")
-def browser(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
-    webdriver = pytest.importorskip(
-        "selenium.webdriver", reason="selenium not installed (pip install selenium)"
-    )
-    from selenium.webdriver.chrome.service import Service
-
-    reason = _chromium_available()
-    if reason:
-        pytest.skip(reason)
-    options = webdriver.ChromeOptions()
-    options.binary_location = str(CHROMIUM)
-    for flag in [*BROWSER_FLAGS, f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}"]:
-        options.add_argument(flag)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
-    try:
-        yield driver
-    finally:
-        driver.quit()
 
 
 @pytest.fixture(scope="module")

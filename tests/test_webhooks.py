@@ -20,9 +20,10 @@ import orjson
 import pytest
 
 from engine import Engine
-from engine.watch import SHANGHAI, ManualClock, Watcher, WatchStore
+from engine.watch import SHANGHAI, ManualClock, Watcher, WatchStore, to_micros
 from engine.webhooks import IDEMPOTENCY_HEADER, WebhookSender, backoff_seconds
 from tests.conftest import water
+from tests.test_api import INITDB, postgres_server
 
 RULE = "water.no_external.2wd"
 
@@ -78,7 +79,7 @@ def at(month: int, day: int, second: int = 0) -> datetime:
     return datetime(2026, month, day, 0, 0, second, tzinfo=SHANGHAI)
 
 
-def cards_of_two_cases(engines: tuple[Engine, Engine], path: Path, clock: ManualClock) -> WatchStore:
+def cards_of_two_cases(engines: tuple[Engine, Engine], path: Path | str, clock: ManualClock) -> WatchStore:
     """Case A: yellow on 10-08, red on 10-10 (deadline 10-09); case B: red on 10-10 (deadline 09-30)."""
     store = WatchStore(str(path))
     watcher = Watcher(*engines, store, None, clock)
@@ -96,8 +97,8 @@ def test_cards_are_retried_until_a_2xx_and_a_cases_cards_keep_their_order(
 ) -> None:
     clock = ManualClock(at(10, 8))
     store = cards_of_two_cases(engines, tmp_path / "watch.db", clock)
-    # A's yellow card is refused twice (a receiver having a bad minute), everything else accepted.
-    receiver = receivers(lambda card, tries: 503 if card["id"].startswith("yellow:") and tries < 2 else 200)
+    # A's yellow card is refused three times (a receiver having a bad minute), everything else accepted.
+    receiver = receivers(lambda card, tries: 503 if card["id"].startswith("yellow:") and tries < 3 else 200)
     sender = WebhookSender([receiver.url], store, clock=clock)
 
     def round_() -> int:
@@ -107,21 +108,22 @@ def test_cards_are_retried_until_a_2xx_and_a_cases_cards_keep_their_order(
     assert round_() == 1
     # A's red card waits behind its yellow one; B's is not held up by A's.
     assert sorted(receiver.posts) == [(red_b, red_b, 200), (yellow_a, yellow_a, 503)]
-    assert round_() == 0 and len(receiver.posts) == 2  # the backoff has not passed
+    assert round_() == 0 and len(receiver.posts) == 2  # the backoff (2 s) has not passed
     clock.current += timedelta(seconds=backoff_seconds(1))
-    assert round_() == 0  # refused again; now 4 s
+    assert round_() == 0 and len(receiver.posts) == 3  # refused again; now 4 s
     clock.current += timedelta(seconds=backoff_seconds(1))
     assert round_() == 0 and len(receiver.posts) == 3  # 2 s of 4 have passed
-    clock.current += timedelta(seconds=backoff_seconds(2))
+    clock.current += timedelta(seconds=backoff_seconds(2) - backoff_seconds(1))
+    assert round_() == 0 and len(receiver.posts) == 4  # refused a third time; now 8 s
+    clock.current += timedelta(seconds=backoff_seconds(3))
     assert round_() == 1  # the yellow card at last
     assert round_() == 1  # then, and only then, the red one
     assert [post for post in receiver.posts if post[0].endswith(":A")] == [
-        (yellow_a, yellow_a, 503),
-        (yellow_a, yellow_a, 503),
+        *[(yellow_a, yellow_a, 503)] * 3,
         (yellow_a, yellow_a, 200),
         (red_a, red_a, 200),
     ]
-    assert round_() == 0 and len(receiver.posts) == 5  # each card delivered once
+    assert round_() == 0 and len(receiver.posts) == 6  # each card delivered once
     store.close()
 
 
@@ -179,3 +181,34 @@ def test_a_slow_receiver_holds_up_only_that_cases_later_cards(
         f"red:{RULE}:A",
     ]
     store.close()
+
+
+@pytest.mark.skipif(
+    not INITDB, reason="PostgreSQL server binaries not installed (apt-get install postgresql)"
+)
+def test_the_watch_and_its_deliveries_on_postgresql(
+    engines: tuple[Engine, Engine], receivers: Callable[..., Receiver]
+) -> None:
+    """The same SQL on PostgreSQL: cards raised by an update and a sweep, kept across a reconnect, each
+    delivered once, a case's in order."""
+    pytest.importorskip("psycopg", reason="psycopg not installed (pip install 'casecheck[postgres]')")
+    with postgres_server() as url:
+        clock = ManualClock(at(10, 8))
+        cards_of_two_cases(engines, url, clock).close()
+        store = WatchStore(url)  # a restart: everything is in the database
+        assert [card["id"] for card in store.cards()] == [
+            f"yellow:{RULE}:A",
+            f"red:{RULE}:B",
+            f"red:{RULE}:A",
+        ]
+        assert store.due(store._db, to_micros(clock.current), 10) == []
+        receiver = receivers()
+        sender = WebhookSender([receiver.url], store, clock=clock)
+        assert anyio.run(sender.deliver_due) == 2
+        assert anyio.run(sender.deliver_due) == 1
+        assert anyio.run(sender.deliver_due) == 0
+        assert [post[0] for post in receiver.posts if post[0].endswith(":A")] == [
+            f"yellow:{RULE}:A",
+            f"red:{RULE}:A",
+        ]
+        store.close()
