@@ -606,7 +606,16 @@ def scan(
     by: Annotated[
         str | None, typer.Option("--by", help="Also group aggregates by district or department.")
     ] = None,
-    engine: EngineOption = "columnar",
+    engine: Annotated[
+        str,
+        typer.Option(
+            "--engine",
+            help="Executor: columnar or durable on this machine, or spark (columnar on a Spark cluster).",
+        ),
+    ] = "columnar",
+    master: Annotated[
+        str, typer.Option("--master", help="With --engine spark: local[*], spark://host:port or yarn.")
+    ] = "local[*]",
     pack: PacksOption = None,
     overlay: OverlayOption = None,
     data_dir: DataDirOption = None,
@@ -634,7 +643,7 @@ def scan(
     chosen_period = _choice(period, ("month", "quarter", "year"), "--period")
     if by is not None:
         _choice(by, ("district", "department"), "--by")
-    chosen_engine = _choice(engine, ("durable", "columnar"), "--engine")
+    chosen_engine = _choice(engine, ("durable", "columnar", "spark"), "--engine")
     skipped: list[tuple[str, str]] = []
     try:
         files = input_files(paths, skipped)
@@ -652,6 +661,11 @@ def scan(
         workers = (os.cpu_count() or 1) if large and chosen_engine == "durable" else 1
     day = _as_of(as_of)
     _writable(out_dir)
+    if chosen_engine == "spark":
+        if compare_pack:
+            fail("--compare-pack is for local scans (--engine columnar or durable)")
+        _spark_scan(files, out_dir, day, chosen_period, by, master, pack, overlay)
+        return
     loaded = load_engine(chosen_engine, pack, overlay)
     other = load_engine(chosen_engine, compare_pack, overlay) if compare_pack else None
 
@@ -679,6 +693,46 @@ def scan(
     _print_summary(summary, out_dir)
     out.print(f"report: {report}")
     if summary["verdicts"] == 0 and summary["errors"]:
+        raise typer.Exit(EXIT_INVALID)
+
+
+def _spark_scan(
+    files: list[Path],
+    out_dir: Path,
+    day: date | None,
+    period: Any,
+    by: str | None,
+    master: str,
+    packs: list[str] | None,
+    overlay: str | None,
+) -> None:
+    """The scan on Spark: the same outputs, summary and report as a local scan."""
+    from engine.core import Setup, parse_as_of
+    from engine.report import write_report
+
+    try:
+        from engine.spark import SparkInputError, read_cases, scan_dataframe, spark_session, write_scan
+    except ImportError as exc:
+        fail(f"--engine spark needs PySpark: pip install 'casecheck[spark]' ({exc})")
+    load_engine("columnar", packs, overlay)  # a pack or overlay that cannot be loaded: one line, here
+    setup = Setup(tuple(packs or [DEFAULT_PACK]), overlay)
+    session = spark_session(master)
+    try:
+        scan = scan_dataframe(read_cases(session, files), parse_as_of(day), period, by, setup)
+        write_scan(scan, out_dir)
+        scan.release()
+    except SparkInputError as exc:
+        fail(str(exc))
+    except CalendarRangeError as exc:
+        fail(f"--as-of: {exc}")
+    finally:
+        session.stop()
+    if scan.summary["input"] == 0:
+        fail(f"no case records in {', '.join(map(str, files))} (the files are empty)")
+    report = write_report(out_dir)
+    _print_summary(scan.summary, out_dir)
+    out.print(f"report: {report}")
+    if scan.summary["verdicts"] == 0 and scan.summary["errors"]:
         raise typer.Exit(EXIT_INVALID)
 
 

@@ -61,8 +61,12 @@ __all__ = [
     "Located",
     "RecordFrame",
     "ValidatedKind",
+    "field_specs",
+    "frame_schema",
+    "ndjson_frame",
     "read_ndjson_frames",
     "read_parquet_frames",
+    "table_frame",
     "validate_frame",
 ]
 
@@ -294,11 +298,12 @@ def read_ndjson_frames(path: Path, chunk: int, gzipped: bool = False) -> Iterato
         while lines := list(itertools.islice(handle, chunk)):  # lines split in C, not a Python loop
             if first == 1:
                 lines[0] = lines[0].removeprefix(codecs.BOM_UTF8)
-            yield _ndjson_frame(name, lines, np.arange(first, first + len(lines), dtype=np.int64))
+            yield ndjson_frame(name, lines, np.arange(first, first + len(lines), dtype=np.int64))
             first += len(lines)
 
 
-def _ndjson_frame(name: str, lines: list[bytes], numbers: np.ndarray, retry: bool = True) -> RecordFrame:
+def ndjson_frame(name: str, lines: list[bytes], numbers: np.ndarray, retry: bool = True) -> RecordFrame:
+    """NDJSON lines (each with its line number) as a frame; lines Polars cannot take go to pydantic."""
     try:  # only a file's last line can lack its newline
         frame = pl.read_ndjson(b"".join(lines), schema=frame_schema())
     except pl.exceptions.PolarsError:
@@ -344,7 +349,7 @@ def _line_by_line(name: str, lines: list[bytes], numbers: np.ndarray, retry: boo
         if isinstance(value, dict):
             good.append(i)
     if retry and good and len(good) < len(lines):
-        chunk = _ndjson_frame(name, [lines[i] for i in good], numbers[good], retry=False)
+        chunk = ndjson_frame(name, [lines[i] for i in good], numbers[good], retry=False)
         chunk.records += [r for r in records if not isinstance(r.record, dict)]
     else:
         chunk = RecordFrame.of_records(name, records)
@@ -353,40 +358,43 @@ def _line_by_line(name: str, lines: list[bytes], numbers: np.ndarray, retry: boo
 
 
 def read_parquet_frames(path: Path, chunk: int) -> Iterator[RecordFrame]:
-    """Row groups of a Parquet file as frames in the text schema. Typed columns (numbers, Decimal, Date,
-    Datetime, booleans, categoricals, structs with their fields in any order) are written as the text
-    the case models read; a column that cannot be sends its non-empty rows to pydantic."""
-    name = str(path)
+    """Row groups of a Parquet file as frames in the text schema (``table_frame``)."""
     row = 1
     for batch in pq.ParquetFile(path).iter_batches(batch_size=chunk):
-        table = pa.Table.from_batches([batch])
-        source = pl.from_arrow(table)
-        assert isinstance(source, pl.DataFrame)
-        columns, odd = [], pl.lit(False)
-        for column_name, spec in _column_specs().items():
-            dtype = _dtype(spec)
-            text = None
-            if column_name in source.columns:
-                text = _as_text(pl.col(column_name), source.schema[column_name], spec)
-                if text is None:
-                    odd = odd | pl.col(column_name).is_not_null()
-            columns.append((pl.lit(None, dtype) if text is None else text).alias(column_name))
-        frame = source.select([*columns, odd.alias("_odd")])
-        numbers = np.arange(row, row + len(frame), dtype=np.int64)
-        row += len(frame)
-        odd_rows = frame["_odd"].to_numpy()
-        whole = RecordFrame(name, frame.drop("_odd"), numbers, table, [])
-        if not odd_rows.any():
-            yield whole
-            continue
-        typed = np.flatnonzero(~odd_rows)
-        yield RecordFrame(
-            name,
-            whole.frame.filter(pl.Series(~odd_rows)),
-            numbers[typed],
-            table.take(typed),
-            whole.originals(np.flatnonzero(odd_rows)),
-        )
+        yield table_frame(str(path), pa.Table.from_batches([batch]), np.arange(row, row + batch.num_rows))
+        row += batch.num_rows
+
+
+def table_frame(name: str, table: pa.Table, numbers: np.ndarray) -> RecordFrame:
+    """Typed Arrow rows (a Parquet row group, a Spark Arrow batch) as a frame in the text schema, each
+    row numbered by ``numbers``. Typed columns (numbers, Decimal, Date, Datetime, booleans, categoricals,
+    structs with their fields in any order) are written as the text the case models read; a column that
+    cannot be sends its non-empty rows to pydantic."""
+    source = pl.from_arrow(table)
+    assert isinstance(source, pl.DataFrame)
+    columns, odd = [], pl.lit(False)
+    for column_name, spec in _column_specs().items():
+        dtype = _dtype(spec)
+        text = None
+        if column_name in source.columns:
+            text = _as_text(pl.col(column_name), source.schema[column_name], spec)
+            if text is None:
+                odd = odd | pl.col(column_name).is_not_null()
+        columns.append((pl.lit(None, dtype) if text is None else text).alias(column_name))
+    frame = source.select([*columns, odd.alias("_odd")])
+    numbers = numbers.astype(np.int64)
+    odd_rows = frame["_odd"].to_numpy()
+    whole = RecordFrame(name, frame.drop("_odd"), numbers, table, [])
+    if not odd_rows.any():
+        return whole
+    typed = np.flatnonzero(~odd_rows)
+    return RecordFrame(
+        name,
+        whole.frame.filter(pl.Series(~odd_rows)),
+        numbers[typed],
+        table.take(typed),
+        whole.originals(np.flatnonzero(odd_rows)),
+    )
 
 
 def _as_text(column: pl.Expr, have: pl.DataType, spec: FieldSpec) -> pl.Expr | None:

@@ -178,7 +178,9 @@ def _rule_rows(summary: dict[str, Any], pack: RulePack | None) -> list[RuleRow]:
 def _scan(out_dir: Path) -> pl.LazyFrame:
     """The results, each row carrying its case's district and anchor date: no join with the verdicts,
     which for a scan of millions would hold every case_id in memory at once."""
-    return pl.scan_parquet(out_dir / "results.parquet").with_columns(pl.col("district").fill_null(NO_GROUP))
+    path = out_dir / "results.parquet"
+    source = path / "*.parquet" if path.is_dir() else path  # a Spark scan writes a folder of part files
+    return pl.scan_parquet(source).with_columns(pl.col("district").fill_null(NO_GROUP))
 
 
 def scan_period(summary: dict[str, Any]) -> Period:

@@ -538,6 +538,61 @@ class ChunkChecker:
         ).to_arrow()
 
 
+def repeat_errors(
+    chunk: RecordFrame, repeated: np.ndarray, firsts: list[tuple[str, int] | None]
+) -> list[ScanError]:
+    """The errors of the repeated records: the repeat, and whatever else is wrong with the record."""
+    n = chunk.frame.height
+    records = chunk.originals(np.flatnonzero(repeated[:n]))
+    records += [r for r, repeat in zip(chunk.records, repeated[n:].tolist(), strict=True) if repeat]
+    where = iter(first for first in firsts if first is not None)  # in the order of ``case_ids``
+    errors = []
+    for located in records:
+        case_id = shown_id(located.record.get("case_id"))
+        first = next(where)
+        errors.append(
+            ScanError(
+                chunk.file,
+                located.line,
+                case_id,
+                "case_id",
+                f"duplicate case_id, first at {first[0]}:{first[1]}",
+            )
+        )
+        try:
+            validate_case(located.record)
+        except InvalidCase as exc:
+            errors += [ScanError(chunk.file, located.line, case_id, p.path, p.message) for p in exc.errors]
+    return errors
+
+
+def scan_summary(
+    engine: Engine,
+    as_of: date,
+    period: Period,
+    totals: ScanTotals,
+    aggregates: AggregateAccumulator,
+    skipped: list[dict[str, str]],
+) -> dict[str, Any]:
+    """``summary.json``: the counts, what the scan ran with, and the aggregates (local or Spark)."""
+    return {
+        "input": totals.input,
+        "verdicts": totals.verdicts,
+        "errors": totals.errors,
+        "as_of": as_of.isoformat(),
+        "ruleset": engine.pack.version,
+        "packs": engine.pack.names,
+        "calendar": engine.calendar.version,
+        "overlay": engine.setup.overlay,
+        "engine": engine.executor.name,
+        "period": period,
+        "verdict_counts": totals.verdict_counts,
+        "rules": dict(sorted(totals.rule_counts.items())),
+        "aggregates": aggregates.results(),
+        "skipped": skipped,
+    }
+
+
 # A worker process's own checker, made once by ``_start_worker``.
 _WORKER: ChunkChecker | None = None
 
@@ -705,37 +760,7 @@ class Scanner:
                     yield chunk, []
                     continue
                 repeated = np.array([first is not None for first in firsts], bool)
-                yield chunk.select(~repeated), self._repeats(chunk, repeated, firsts)
-
-    @staticmethod
-    def _repeats(
-        chunk: RecordFrame, repeated: np.ndarray, firsts: list[tuple[str, int] | None]
-    ) -> list[ScanError]:
-        """The errors of the repeated records: the repeat, and whatever else is wrong with the record."""
-        n = chunk.frame.height
-        records = chunk.originals(np.flatnonzero(repeated[:n]))
-        records += [r for r, repeat in zip(chunk.records, repeated[n:].tolist(), strict=True) if repeat]
-        where = iter(first for first in firsts if first is not None)  # in the order of ``case_ids``
-        errors = []
-        for located in records:
-            case_id = shown_id(located.record.get("case_id"))
-            first = next(where)
-            errors.append(
-                ScanError(
-                    chunk.file,
-                    located.line,
-                    case_id,
-                    "case_id",
-                    f"duplicate case_id, first at {first[0]}:{first[1]}",
-                )
-            )
-            try:
-                validate_case(located.record)
-            except InvalidCase as exc:
-                errors += [
-                    ScanError(chunk.file, located.line, case_id, p.path, p.message) for p in exc.errors
-                ]
-        return errors
+                yield chunk.select(~repeated), repeat_errors(chunk, repeated, firsts)
 
     def _outcomes(self, files: list[Path]) -> Iterator[tuple[ChunkOutcome, int]]:
         """Each chunk's outcome in input order, checked here or in the worker pool."""
@@ -803,20 +828,4 @@ class Scanner:
         writer.write_table(table)
 
     def summary(self) -> dict[str, Any]:
-        totals = self.totals
-        return {
-            "input": totals.input,
-            "verdicts": totals.verdicts,
-            "errors": totals.errors,
-            "as_of": self.as_of.isoformat(),
-            "ruleset": self.engine.pack.version,
-            "packs": self.engine.pack.names,
-            "calendar": self.engine.calendar.version,
-            "overlay": self.engine.setup.overlay,
-            "engine": self.engine.executor.name,
-            "period": self.period,
-            "verdict_counts": totals.verdict_counts,
-            "rules": dict(sorted(totals.rule_counts.items())),
-            "aggregates": self.aggregates.results(),
-            "skipped": self.skipped,
-        }
+        return scan_summary(self.engine, self.as_of, self.period, self.totals, self.aggregates, self.skipped)
