@@ -64,7 +64,8 @@ end
 
 def valid_sample_cases() -> list[dict[str, Any]]:
     """Every sample case that validates (the samples also hold deliberately broken records)."""
-    from engine.cases import InvalidCase, validate_case
+    from engine.cases import validate_case
+    from engine.errors import InvalidCase
 
     cases = []
     for path in sorted(SAMPLES.glob("*.ndjson")):

@@ -27,8 +27,9 @@ from pytest_benchmark.fixture import BenchmarkFixture
 
 from engine import Engine
 from engine.cases import validate_case
+from engine.domain import SHANGHAI
 from engine.store import CheckRecord, canonical_sha256, open_store
-from engine.watch import SHANGHAI, CaseState, ManualClock, Watcher, WatchStore, to_micros
+from engine.watch import CaseState, ManualClock, Watcher, WatchStore, to_micros
 
 OPEN_CASES = int(os.environ.get("CASECHECK_BENCH_WATCH_CASES", "1000000"))
 DUE = 10_000

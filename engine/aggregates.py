@@ -15,6 +15,7 @@ import numpy as np
 import polars as pl
 
 from engine.calendar import WorkdayIndex
+from engine.domain import NO_GROUP
 from engine.executors.columnar import COMPARE, compile_predicate, fact_series
 from engine.executors.plan import lower
 from engine.measures import Batch
@@ -27,9 +28,17 @@ from engine.rules import (
     measure_fields,
 )
 
+__all__ = [
+    "PERIOD_MONTHS",
+    "AggregateAccumulator",
+    "Period",
+    "period_code",
+    "period_codes",
+    "period_label",
+]
+
 Period = Literal["month", "quarter", "year"]
 PERIOD_MONTHS: dict[Period, int] = {"month": 1, "quarter": 3, "year": 12}
-NO_GROUP = "(未填)"
 
 
 def period_codes(days: np.ndarray, period: Period) -> np.ndarray:

@@ -51,9 +51,10 @@ from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from engine.calendar import CalendarRangeError, WorkdayIndex, to_local_date
-from engine.cases import InvalidCase, case_adapter, shown_id, validate_case
+from engine.calendar import WorkdayIndex, to_local_date
+from engine.cases import case_adapter, shown_id, validate_case
 from engine.core import Engine, isolated, parse_as_of
+from engine.errors import CalendarRangeError, InvalidCase, json_path
 from engine.resources import local_data_dir
 from engine.rules import AggregateRule
 from engine.store import DEFAULT_STORE, CheckRecord, CheckRows, Store, canonical_sha256, open_store
@@ -212,13 +213,6 @@ def _error_response(exc: ApiError) -> Response:
     if exc.errors is not None:
         body["errors"] = exc.errors
     return json_response(body, exc.status, exc.headers)
-
-
-def _loc_path(loc: tuple[Any, ...] | list[Any]) -> str:
-    path = ""
-    for part in loc:
-        path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
-    return path or "$"
 
 
 class CatchAll:
@@ -705,7 +699,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(request: Request, exc: RequestValidationError) -> Response:
-        errors = [{"path": _loc_path(e["loc"]), "message": e["msg"]} for e in exc.errors()]
+        errors = [{"path": json_path(e["loc"]), "message": e["msg"]} for e in exc.errors()]
         return _error_response(ApiError(422, "invalid request", errors))
 
     @app.exception_handler(StarletteHTTPException)

@@ -27,18 +27,16 @@ from functools import lru_cache
 from itertools import pairwise
 from pathlib import Path
 from typing import Annotated, Literal, TypeVar, overload
-from zoneinfo import ZoneInfo
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from workalendar.core import ChineseNewYearCalendar, cleaned_date
 
-from engine.resources import data_dirs, local_data_dir
+from engine.domain import SHANGHAI
+from engine.errors import CalendarDataError, CalendarRangeError
+from engine.resources import data_dirs
 
 __all__ = [
-    "SHANGHAI",
-    "CalendarDataError",
-    "CalendarRangeError",
     "ChinaStateCouncilCalendar",
     "Decision",
     "NoticeFile",
@@ -53,41 +51,10 @@ __all__ = [
     "overlay_names",
     "read_calendar_file",
     "to_local_date",
-    "year_file",
 ]
-
-SHANGHAI = ZoneInfo("Asia/Shanghai")
 
 DateLike = date | datetime | str | np.datetime64
 DateArray = np.ndarray
-
-
-class CalendarRangeError(ValueError):
-    """A date (or a computed deadline) lies in a year for which no State Council notice is on file.
-
-    The calendar refuses to extrapolate: the make-up working days of a year are only known once the
-    notice is published (usually in November of the year before).
-    """
-
-    def __init__(self, year: int, covered: tuple[int, int]) -> None:
-        self.year = year
-        self.covered = covered
-        super().__init__(
-            f"{year} is not covered by the working-day calendar (covered: {covered[0]}–{covered[1]}); "
-            f"add the State Council's holiday notice for {year} as {year_file(year)}"
-        )
-
-
-def year_file(year: int) -> str:
-    """Where a rule keeper puts a year's file: ``calendars/cn/<year>.toml`` of the data directory."""
-    local = local_data_dir()
-    if local is not None:
-        return str(local / "calendars" / "cn" / f"{year}.toml")
-    return f"calendars/cn/{year}.toml in a data directory (set CASECHECK_DATA or pass --data-dir)"
-
-
-class CalendarDataError(ValueError):
-    """A calendar data file (or overlay) is malformed; the message names the file and the field."""
 
 
 # --------------------------------------------------------------------------------------------------

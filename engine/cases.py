@@ -17,11 +17,9 @@ import re
 import reprlib
 import types
 import typing
-from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Annotated, Any, Literal
-from zoneinfo import ZoneInfo
 
 from pydantic import (
     AfterValidator,
@@ -40,19 +38,18 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from engine.resources import ENV_DATA
+from engine.domain import SHANGHAI, PauseReason
+from engine.errors import CaseError, InvalidCase, json_path
+from engine.resources import ENV_DATA, year_file
 
 __all__ = [
     "CASE_MODELS",
-    "KINDS",
     "MAX_DEPTH",
     "MAX_MONEY",
-    "SHANGHAI",
     "Approval",
     "BankruptcyCase",
     "Case",
     "CaseBase",
-    "CaseError",
     "CccExemption",
     "CompanyStartup",
     "ConstructionProject",
@@ -61,7 +58,6 @@ __all__ = [
     "Exemption",
     "GasConnection",
     "InternalWorks",
-    "InvalidCase",
     "Loan",
     "Pause",
     "PowerConnection",
@@ -81,8 +77,6 @@ __all__ = [
     "to_fen",
     "validate_case",
 ]
-
-SHANGHAI = ZoneInfo("Asia/Shanghai")
 
 # ---------------------------------------------------------------------------------------------------------
 # Time
@@ -140,8 +134,6 @@ def _in_calendar(value: date | datetime) -> date | datetime:
     day = value.date() if isinstance(value, datetime) else value
     first, last = calendar_bounds()
     if not first <= day <= last:
-        from engine.calendar import year_file
-
         raise PydanticCustomError(
             "year_not_covered",
             "year {year} is outside the working-day calendar ({first}–{last}); "
@@ -432,7 +424,7 @@ class _Record(BaseModel):
 class Pause(_Record):
     """A clock stop (暂停计时); only reasons a rule names are excluded, ``other`` never is."""
 
-    reason: Literal["user_internal_works", "gas_tightness_test", "pressure_pipeline_inspection", "other"]
+    reason: PauseReason
     start: Timestamp
     end: Annotated[OptionalTimestamp, _not_before("start")] = None
 
@@ -667,7 +659,6 @@ CASE_MODELS: dict[str, type[CaseBase]] = {
         ServiceReview,
     )
 }
-KINDS: tuple[str, ...] = tuple(CASE_MODELS)
 
 case_adapter: TypeAdapter[Any] = TypeAdapter(Case)
 
@@ -686,25 +677,6 @@ def leaf_types(annotation: Any) -> list[Any]:
 # ---------------------------------------------------------------------------------------------------------
 # Errors
 # ---------------------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class CaseError:
-    """One problem of a record: the JSON path (``pauses[1].end``; ``$`` for the record itself) and why."""
-
-    path: str
-    message: str
-
-    def __str__(self) -> str:
-        return f"{self.path}: {self.message}"
-
-
-class InvalidCase(ValueError):
-    """A record that does not validate; ``errors`` lists every problem found, not just the first."""
-
-    def __init__(self, errors: list[CaseError]) -> None:
-        self.errors = errors
-        super().__init__("; ".join(str(e) for e in errors))
 
 
 # Values echoed in messages are cut here, once: a 10 MB case_id must not make a 10 MB error line.
@@ -729,13 +701,7 @@ def _json_path(loc: tuple[int | str, ...]) -> str:
     """pydantic's location → JSON path, without the union's tag segment (the kind name)."""
     if loc and isinstance(loc[0], str) and loc[0] in CASE_MODELS:
         loc = loc[1:]
-    path = ""
-    for part in loc:
-        if isinstance(part, int):
-            path += f"[{part}]"
-        else:
-            path += f".{part}" if path else part
-    return path or "$"
+    return json_path(loc)
 
 
 def _choices(expected: str) -> str:

@@ -21,31 +21,19 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from engine.calendar import (
-    CalendarDataError,
-    CalendarRangeError,
-    load_calendar,
-    notice_paths,
-    notices_in_force,
-    overlay_names,
-    year_file,
-)
-from engine.cases import InvalidCase, case_json_schema, shown_id, validate_case
-from engine.resources import ENV_DATA, local_data_dir, shipped_dir, use_data_dir
-from engine.rules import (
-    KINDS,
-    AggregateRule,
-    RulePackError,
-    diff_packs,
-    load_pack,
-    load_pack_from,
-    pack_folders,
-)
+from engine.calendar import load_calendar, notice_paths, notices_in_force, overlay_names
+from engine.cases import case_json_schema, shown_id, validate_case
+from engine.domain import KINDS
+from engine.errors import CalendarDataError, CalendarRangeError, InvalidCase, RulePackError
+from engine.resources import ENV_DATA, local_data_dir, shipped_dir, use_data_dir, year_file
+from engine.rules import AggregateRule, diff_packs, load_pack, load_pack_from, pack_folders
 from engine.store import DEFAULT_STORE
 
 if TYPE_CHECKING:
     from engine.cases import Case
     from engine.core import Engine
+
+__all__ = ["app"]
 
 app = typer.Typer(help="Check case records against 甬政办发〔2020〕36号.", no_args_is_help=True)
 rules_app = typer.Typer(help="The rule pack: list, show, validate, diff, test.", no_args_is_help=True)
@@ -711,7 +699,8 @@ def _spark_scan(
     from engine.report import write_report
 
     try:
-        from engine.spark import SparkInputError, read_cases, scan_dataframe, spark_session, write_scan
+        from engine.errors import SparkInputError
+        from engine.spark import read_cases, scan_dataframe, spark_session, write_scan
     except ImportError as exc:
         fail(f"--engine spark needs PySpark: pip install 'casecheck[spark]' ({exc})")
     load_engine("columnar", packs, overlay)  # a pack or overlay that cannot be loaded: one line, here

@@ -11,20 +11,34 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, fields
 from datetime import date, datetime
 from typing import Any, Literal, Protocol, TypeVar
-from zoneinfo import ZoneInfo
 
 import numpy as np
 import orjson
 
-from engine.calendar import CalendarRangeError, WorkdayIndex, load_calendar
-from engine.cases import Case, CaseBase, CaseError, shown_error, validate_case
+from engine.calendar import WorkdayIndex, load_calendar
+from engine.cases import Case, CaseBase, shown_error, validate_case
+from engine.domain import KINDS, SHANGHAI
+from engine.errors import CalendarRangeError, CaseError
 from engine.executors.plan import KindPlan, plan_kind, status_of
 from engine.measures import Batch, Measured, measure_batch, referenced_fields
-from engine.rules import KINDS, RulePack, load_packs
+from engine.rules import RulePack, load_packs
 from engine.verdicts import Lang, SerialisedVerdicts, Verdict, VerdictBuilder
 
+__all__ = [
+    "CasesRefused",
+    "Engine",
+    "EngineName",
+    "Executor",
+    "Setup",
+    "isolated",
+    "make_executor",
+    "parse_as_of",
+    "pending_outcomes",
+    "refused_reason",
+    "today_in_shanghai",
+]
+
 EngineName = Literal["durable", "columnar"]
-SHANGHAI = ZoneInfo("Asia/Shanghai")
 T = TypeVar("T")
 
 

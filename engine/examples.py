@@ -12,11 +12,21 @@ from typing import Any
 import yaml
 from pydantic import Field, ValidationError
 
-from engine.calendar import CalendarRangeError, WorkdayIndex
-from engine.cases import InvalidCase
+from engine.calendar import WorkdayIndex
 from engine.core import Engine
-from engine.rules import Kind, Rule, RulePack, RulePackError, Strict, _format_location
+from engine.domain import Kind
+from engine.errors import CalendarRangeError, InvalidCase, RulePackError
+from engine.rules import Rule, RulePack, Strict, _format_location
 from engine.verdicts import Status
+
+__all__ = [
+    "BaseCases",
+    "Example",
+    "ExampleFile",
+    "ExampleRun",
+    "load_examples",
+    "run_examples",
+]
 
 
 class Example(Strict):

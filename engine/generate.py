@@ -15,7 +15,17 @@ from typing import Any
 
 import orjson
 
-from engine.rules import KINDS
+from engine.domain import KINDS, PAUSE_REASONS
+
+__all__ = [
+    "DEPARTMENTS",
+    "DISTRICTS",
+    "FEN",
+    "FIRST_DAY",
+    "LAST_DAY",
+    "generate_cases",
+    "write_cases",
+]
 
 DISTRICTS = (
     "海曙区",
@@ -38,7 +48,6 @@ DEPARTMENTS = (
     "市发改委",
     "市自然资源规划局",
 )
-PAUSE_REASONS = ("user_internal_works", "gas_tightness_test", "pressure_pipeline_inspection", "other")
 FIRST_DAY = date(2019, 1, 2)
 # Bonds are rounded down and advances up to the fen, as a payer who means to comply would round.
 FEN = Decimal("0.01")

@@ -47,15 +47,8 @@ from engine.cases import (
     calendar_bounds,
     leaf_types,
 )
-from engine.measures import (
-    EPOCH_ORDINAL,
-    NAT_DAY,
-    PAUSE_REASONS,
-    Batch,
-    Pauses,
-    date_rows,
-    exemption_columns,
-)
+from engine.domain import EPOCH_ORDINAL, PAUSE_REASONS
+from engine.measures import NAT_DAY, Batch, Pauses, date_rows, exemption_columns
 
 __all__ = [
     "Located",

@@ -11,7 +11,6 @@ from __future__ import annotations
 import functools
 import itertools
 import operator
-import typing
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -21,13 +20,14 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel
 
-from engine.calendar import CalendarRangeError, WorkdayIndex
+from engine.calendar import WorkdayIndex
 from engine.cases import CASE_MODELS, leaf_types
+from engine.domain import EPOCH_ORDINAL, PAUSE_REASONS
+from engine.errors import CalendarRangeError
 from engine.rules import (
     CalendarDaysMeasure,
     FieldMeasure,
     MonthsMeasure,
-    PauseReason,
     RatioMeasure,
     Rule,
     RulePack,
@@ -35,6 +35,22 @@ from engine.rules import (
     iter_leaves,
     measure_fields,
 )
+
+__all__ = [
+    "NAT",
+    "NAT_DAY",
+    "Batch",
+    "Measured",
+    "OpenNote",
+    "Pauses",
+    "RuleMeasure",
+    "add_months",
+    "date_rows",
+    "exemption_columns",
+    "field_type",
+    "measure_batch",
+    "referenced_fields",
+]
 
 NAT = np.datetime64("NaT", "D")
 # An absent date in a block of day numbers (the int64 behind ``datetime64[D]``): both batch builders, this
@@ -307,9 +323,7 @@ def date_rows(kind: str, fields: tuple[str, ...]) -> dict[str, int]:
     return _layout(kind, fields).day_row
 
 
-EPOCH_ORDINAL = date(1970, 1, 1).toordinal()  # a date's ordinal minus this is its day number
 _NAN_FLOAT = float("nan")
-PAUSE_REASONS: tuple[str, ...] = typing.get_args(PauseReason)
 _PAUSE_CODE = {reason: code for code, reason in enumerate(PAUSE_REASONS)}
 _PAUSE_REASON_ARRAY = np.array(PAUSE_REASONS, object)  # code → reason
 # A column to compare a pause table's reasons against: row r is True where the reason is the r-th.

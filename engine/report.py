@@ -22,17 +22,47 @@ import orjson
 import polars as pl
 
 from engine.aggregates import PERIOD_MONTHS, Period, period_code, period_label
-from engine.calendar import SHANGHAI
+from engine.domain import NO_GROUP, SHANGHAI
 from engine.impact import ABSENT
 from engine.rules import MonthsMeasure, RulePack, load_pack, load_packs
 from engine.verdicts import CASE_VERDICTS, UNITS, quantity
+
+__all__ = [
+    "CSS",
+    "DRILL_ROWS",
+    "HIST_BINS",
+    "JS",
+    "MAX_ERRORS",
+    "MAX_HEAT_COLUMNS",
+    "MAX_LINES",
+    "OP_ZH",
+    "PALETTE",
+    "PERIOD_ZH",
+    "SEVERITY_ZH",
+    "STATUS_ZH",
+    "VERDICT_COLORS",
+    "Histogram",
+    "ReportData",
+    "RuleRow",
+    "Series",
+    "failing_order",
+    "heatmap",
+    "histogram",
+    "line_chart",
+    "load_report_data",
+    "period_range",
+    "render_html",
+    "scan_period",
+    "unit_name",
+    "verdict_bar",
+    "write_report",
+]
 
 DRILL_ROWS = 1_000  # failing cases per rule embedded in the page; the rest stay in results.parquet
 MAX_ERRORS = 200  # input errors listed in the page; errors.jsonl has them all
 MAX_LINES = 12  # group lines per aggregate chart; more would be unreadable
 MAX_HEAT_COLUMNS = 30  # districts in the heatmap, the ones with most violations
 HIST_BINS = 30
-NO_GROUP = "(未填)"
 
 STATUS_ZH = {
     "pass": "通过",

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-__all__ = ["ENV_DATA", "data_dirs", "local_data_dir", "shipped_dir", "use_data_dir"]
+__all__ = ["ENV_DATA", "data_dirs", "local_data_dir", "shipped_dir", "use_data_dir", "year_file"]
 
 ENV_DATA = "CASECHECK_DATA"
 _PACKAGE = Path(__file__).resolve().parent
@@ -43,3 +43,11 @@ def data_dirs(name: str) -> list[Path]:
     """Where ``rules`` or ``calendars`` data is looked up, in order: the data directory's, then shipped."""
     local = local_data_dir()
     return [local / name, shipped_dir(name)] if local is not None else [shipped_dir(name)]
+
+
+def year_file(year: int) -> str:
+    """Where a rule keeper puts a year's file: ``calendars/cn/<year>.toml`` of the data directory."""
+    local = local_data_dir()
+    if local is not None:
+        return str(local / "calendars" / "cn" / f"{year}.toml")
+    return f"calendars/cn/{year}.toml in a data directory (set CASECHECK_DATA or pass --data-dir)"

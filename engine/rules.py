@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import typing
 from collections.abc import Sequence
 from datetime import date
 from functools import lru_cache
@@ -20,26 +19,48 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, model_validator
 
 from engine.cases import CASE_MODELS, leaf_types
+from engine.domain import KINDS, Kind, PauseReason
+from engine.errors import RulePackError
 from engine.resources import data_dirs
 
-Kind = Literal[
-    "water_connection",
-    "gas_connection",
-    "power_connection",
-    "procurement_contract",
-    "deregistration",
-    "company_startup",
-    "construction_project",
-    "property_registration",
-    "loan",
-    "ccc_exemption",
-    "customs_declaration",
-    "bankruptcy_case",
-    "service_review",
+__all__ = [
+    "TIME_MEASURES",
+    "UNITS",
+    "AggregateRule",
+    "AllOf",
+    "AnyOf",
+    "CalendarDaysMeasure",
+    "CaseOverlays",
+    "CompareOp",
+    "Condition",
+    "FieldMeasure",
+    "Leaf",
+    "Measure",
+    "MonthsMeasure",
+    "NotOf",
+    "Operator",
+    "PackManifest",
+    "RatioMeasure",
+    "Requirement",
+    "Rule",
+    "RuleFile",
+    "RulePack",
+    "Scalar",
+    "Source",
+    "Strict",
+    "Text",
+    "WorkingDaysMeasure",
+    "diff_packs",
+    "iter_leaves",
+    "load_pack",
+    "load_pack_from",
+    "load_packs",
+    "measure_fields",
+    "pack_folders",
+    "rule_fields",
+    "unknown_field",
 ]
-KINDS: tuple[str, ...] = typing.get_args(Kind)
-# 暂停计时原因: why the clock may stop; `other` is never excluded.
-PauseReason = Literal["user_internal_works", "gas_tightness_test", "pressure_pipeline_inspection", "other"]
+
 Scalar = bool | int | float | str
 Operator = Literal["eq", "ne", "lt", "le", "gt", "ge", "in", "not_in", "present", "absent"]
 CompareOp = Literal["eq", "ne", "lt", "le", "gt", "ge"]
@@ -344,10 +365,6 @@ class PackManifest(Strict):
     # A local closure applies to the cases of one place only (a typhoon in 象山县): the calendar overlay
     # of each value of a case field, laid over the run's calendar for those cases.
     case_overlays: CaseOverlays | None = None
-
-
-class RulePackError(ValueError):
-    """A rule file that does not validate; the message names the file, the rule and the field."""
 
 
 class RulePack:

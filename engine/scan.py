@@ -29,14 +29,39 @@ import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
 from engine.aggregates import AggregateAccumulator, Period
-from engine.calendar import CalendarRangeError, WorkdayIndex
-from engine.cases import Case, InvalidCase, shown_id, validate_case
-from engine.cases import CaseError as CaseProblem
+from engine.calendar import WorkdayIndex
+from engine.cases import Case, shown_id, validate_case
 from engine.core import Engine, Setup, isolated, parse_as_of, refused_reason
+from engine.errors import CalendarRangeError, InvalidCase
+from engine.errors import CaseError as CaseProblem
 from engine.executors.plan import KindPlan, status_of
 from engine.ingest import Located, RecordFrame, read_ndjson_frames, read_parquet_frames, validate_frame
 from engine.measures import Batch, Measured, measure_batch
 from engine.verdicts import CASE_VERDICTS
+
+__all__ = [
+    "CHUNK",
+    "FRAME_CHUNK",
+    "GROUP_FIELDS",
+    "GZIP",
+    "REPEATING_COLUMNS",
+    "RESULTS_SCHEMA",
+    "SUFFIXES",
+    "VERDICTS_SCHEMA",
+    "VERDICT_NAMES",
+    "ChunkChecker",
+    "ChunkOutcome",
+    "ScanError",
+    "ScanTotals",
+    "Scanner",
+    "SeenCaseIds",
+    "input_files",
+    "input_form",
+    "read_ahead",
+    "read_records",
+    "repeat_errors",
+    "scan_summary",
+]
 
 SUFFIXES = {".ndjson": "ndjson", ".jsonl": "ndjson", ".json": "json", ".csv": "csv", ".parquet": "parquet"}
 GZIP = ".gz"  # any text form may be gzipped (.ndjson.gz, .jsonl.gz, .json.gz, .csv.gz)

@@ -35,8 +35,9 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from engine.aggregates import AggregateAccumulator, Period
-from engine.calendar import CalendarRangeError
 from engine.core import Engine, Setup
+from engine.domain import TIME_ZONE
+from engine.errors import CalendarRangeError, SparkInputError
 from engine.ingest import frame_schema, ndjson_frame, table_frame
 from engine.scan import (
     RESULTS_SCHEMA,
@@ -62,10 +63,6 @@ __all__ = [
 # Columns the scan adds to the records: where each came from, and the first place of a repeated case_id.
 FILE, LINE, FIRST_AT, TEXT = "_file", "_line", "_first_at", "value"
 REQUIRED = ("case_id", "kind")  # every case model requires them; without them nothing can be judged
-
-
-class SparkInputError(ValueError):
-    """The input cannot be scanned at all (a missing column, a file type Spark scans cannot read)."""
 
 
 def _spark_type(dtype: pl.DataType) -> T.DataType:
@@ -429,7 +426,7 @@ def spark_session(master: str = "local[*]", app: str = "casecheck") -> SparkSess
         SparkSession.builder.master(master)
         .appName(app)
         .config("spark.ui.enabled", "false")
-        .config("spark.sql.session.timeZone", "Asia/Shanghai")
+        .config("spark.sql.session.timeZone", TIME_ZONE)
         .config("spark.ui.showConsoleProgress", "false")
     )
     if master.startswith("local"):  # one machine: a shuffle partition per core, not Spark's 200

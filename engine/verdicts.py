@@ -23,6 +23,22 @@ from engine.executors.plan import KindPlan, RulePlan, status_of
 from engine.measures import Measured, OpenNote, RuleMeasure
 from engine.rules import AllOf, Condition, Leaf, MonthsMeasure, NotOf, Rule
 
+__all__ = [
+    "CASE_VERDICTS",
+    "UNITS",
+    "WORDED_RESULTS",
+    "CaseVerdict",
+    "Lang",
+    "RuleResult",
+    "SerialisedVerdicts",
+    "Status",
+    "UnitWords",
+    "Verdict",
+    "VerdictBuilder",
+    "case_verdict",
+    "quantity",
+]
+
 Status = Literal["pass", "fail", "pending", "exempt", "not_applicable"]
 Lang = Literal["zh", "en"]
 CaseVerdict = Literal["pass", "warn", "pending", "fail", "not_checked"]

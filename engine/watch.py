@@ -25,13 +25,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, Literal, Protocol
-from zoneinfo import ZoneInfo
 
 import orjson
 
-from engine.calendar import CalendarRangeError
-from engine.cases import Case, CaseError, InvalidCase, validate_case
+from engine.cases import Case, validate_case
 from engine.core import CasesRefused, Engine
+from engine.domain import SHANGHAI
+from engine.errors import CalendarRangeError, CasecheckError, CaseError, InvalidCase
 from engine.rules import Rule
 from engine.store import CheckRecord, Store, canonical_sha256
 
@@ -47,7 +47,6 @@ __all__ = [
     "to_micros",
 ]
 
-SHANGHAI = ZoneInfo("Asia/Shanghai")
 Level = Literal["yellow", "red"]
 # A case's level on the watch list: red once a red card is raised, yellow once a yellow one is.
 CaseLevel = Literal["green", "yellow", "red"]
@@ -93,11 +92,11 @@ def _iso(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat()
 
 
-class Undecidable(ValueError):
+class Undecidable(CasecheckError, ValueError):
     """A case that cannot be judged as of today (the calendar does not reach its deadline)."""
 
 
-class StaleUpdate(Exception):
+class StaleUpdate(CasecheckError):
     """An update older than the stored state of its case (answered 409; nothing changes)."""
 
     def __init__(self, case_id: str, updated_at: datetime, stored: datetime) -> None:

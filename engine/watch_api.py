@@ -14,10 +14,20 @@ import orjson
 from fastapi import FastAPI, Header, Path, Query, Request, Response
 from fastapi.responses import HTMLResponse, StreamingResponse
 
-from engine.calendar import CalendarRangeError
-from engine.cases import InvalidCase, validate_case
+from engine.cases import validate_case
 from engine.core import CasesRefused
+from engine.errors import CalendarRangeError, InvalidCase
 from engine.watch import StaleUpdate, Undecidable, Watcher, parse_updated_at
+
+__all__ = [
+    "STREAM_HEARTBEAT_SECONDS",
+    "STREAM_POLL_SECONDS",
+    "SWEEP_SECONDS",
+    "WATCH_PAGE",
+    "add_watch_routes",
+    "card_events",
+    "sweep_watch",
+]
 
 log = logging.getLogger("casecheck.watch")
 LevelQ = Annotated[

@@ -35,7 +35,7 @@ from schemathesis.checks import not_a_server_error
 
 from engine import Engine
 from engine.api import _answer
-from engine.cases import InvalidCase
+from engine.errors import InvalidCase
 from engine.generate import generate_cases
 from engine.store import CheckRecord, CheckRows, Store, canonical_sha256, open_store
 from engine.verdicts import SerialisedVerdicts, Verdict

@@ -23,9 +23,9 @@ from hypothesis import strategies as st
 
 from engine import Engine
 from engine.api import Settings, create_app
-from engine.calendar import CalendarRangeError
 from engine.cases import validate_case
 from engine.core import CasesRefused
+from engine.errors import CalendarRangeError
 from engine.scan import Scanner, input_files
 
 CASECHECK = Path(sys.executable).parent / "casecheck"

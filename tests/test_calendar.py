@@ -17,14 +17,8 @@ from hypothesis import strategies as st
 from workalendar.asia import China
 
 from engine import calendar as cal_module
-from engine.calendar import (
-    CalendarDataError,
-    CalendarRangeError,
-    ChinaStateCouncilCalendar,
-    WorkdayIndex,
-    load_calendar,
-    load_notices,
-)
+from engine.calendar import ChinaStateCouncilCalendar, WorkdayIndex, load_calendar, load_notices
+from engine.errors import CalendarDataError, CalendarRangeError
 from engine.resources import ENV_DATA
 
 IDX = load_calendar()

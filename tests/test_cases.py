@@ -18,9 +18,6 @@ from hypothesis import strategies as st
 
 from engine.cases import (
     CASE_MODELS,
-    SHANGHAI,
-    CaseError,
-    InvalidCase,
     ProcurementContract,
     WaterConnection,
     case_adapter,
@@ -29,6 +26,8 @@ from engine.cases import (
     to_fen,
     validate_case,
 )
+from engine.domain import SHANGHAI
+from engine.errors import CaseError, InvalidCase
 
 # One minimal valid record per kind; tests copy and break them.
 VALID: dict[str, dict[str, Any]] = {

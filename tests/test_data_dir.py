@@ -20,11 +20,12 @@ from typer.testing import CliRunner
 
 from engine import Engine
 from engine.api import Settings, create_app
-from engine.calendar import CalendarRangeError, load_calendar
+from engine.calendar import load_calendar
 from engine.cases import validate_case
 from engine.cli import app
+from engine.errors import CalendarRangeError, RulePackError
 from engine.resources import ENV_DATA
-from engine.rules import RulePackError, load_packs
+from engine.rules import load_packs
 from engine.scan import Scanner
 from tests.conftest import water
 

@@ -17,15 +17,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from engine import Engine
-from engine.calendar import CalendarRangeError
 from engine.cases import validate_case
+from engine.domain import KINDS
+from engine.errors import CalendarRangeError
 from engine.executors import durable as durable_module
-from engine.executors.columnar import compile_predicate, fact_frame
+from engine.executors.columnar import FirstMatch, compile_predicate, fact_frame, first_match
 from engine.executors.facts import FactLayout, fact_sources
 from engine.executors.plan import (
     And,
     Cmp,
-    FirstMatch,
     Has,
     Lacks,
     Or,
@@ -33,11 +33,9 @@ from engine.executors.plan import (
     Predicate,
     Ref,
     RulePlan,
-    first_match,
 )
 from engine.generate import generate_cases
 from engine.measures import Batch, measure_batch
-from engine.rules import KINDS
 
 AS_OF = date(2026, 11, 24)
 
@@ -76,7 +74,7 @@ def test_outcomes_are_exclusive_and_complete(durable: Engine) -> None:
         batch = Batch.from_cases(kind, of_kind, durable.fields[kind])
         measured = measure_batch(durable.pack, batch, durable.calendar, AS_OF)
         plan = durable.plans[kind]
-        frame = fact_frame(plan, measured)
+        frame = fact_frame(FactLayout.of(plan), measured)
         for rule_plan in plan.rules:
             held = frame.select(
                 [compile_predicate(o.predicate).cast(pl.Int8).alias(o.code) for o in rule_plan.outcomes]

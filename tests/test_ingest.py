@@ -24,8 +24,10 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from engine.cases import CASE_MODELS, SHANGHAI, InvalidCase, validate_case
+from engine.cases import CASE_MODELS, validate_case
 from engine.core import Engine
+from engine.domain import SHANGHAI
+from engine.errors import InvalidCase
 from engine.generate import generate_cases, write_cases
 from engine.ingest import (
     FieldSpec,

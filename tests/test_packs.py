@@ -14,7 +14,8 @@ from conftest import water
 from engine import Engine
 from engine.calendar import load_calendar
 from engine.cases import validate_case
-from engine.rules import RulePackError, load_pack_from
+from engine.errors import RulePackError
+from engine.rules import load_pack_from
 
 CASECHECK = str(Path(sys.executable).parent / "casecheck")
 SOURCE = {"task": 29, "clause": "申请材料不超过1份"}

@@ -16,7 +16,8 @@ import pytest
 from conftest import PER_CASE_RULES
 
 from engine import Engine
-from engine.rules import KINDS, load_pack
+from engine.domain import KINDS
+from engine.rules import load_pack
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT / "cases" / "samples"

@@ -19,10 +19,11 @@ import pytest
 from fastapi.testclient import TestClient
 from jsonschema import Draft202012Validator
 
-from engine.cases import CASE_MODELS, InvalidCase, case_json_schema, validate_case
+from engine.cases import CASE_MODELS, case_json_schema, validate_case
+from engine.domain import KINDS
+from engine.errors import InvalidCase
 from engine.generate import generate_cases
 from engine.ingest import field_specs
-from engine.rules import KINDS
 
 SAMPLES = Path(__file__).resolve().parent.parent / "cases" / "samples"
 TRIED: dict[str, list[Any]] = {

@@ -15,8 +15,9 @@ from typer.testing import CliRunner
 
 from engine import Engine
 from engine.cli import app
+from engine.errors import SparkInputError
 from engine.scan import Scanner
-from engine.spark import SparkInputError, scan_dataframe, spark_session
+from engine.spark import scan_dataframe, spark_session
 
 SAMPLES = Path(__file__).parent.parent / "cases" / "samples"
 AS_OF = date(2026, 11, 24)

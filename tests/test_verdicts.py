@@ -21,7 +21,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from engine import Engine
-from engine.cases import Case, InvalidCase, validate_case
+from engine.cases import Case, validate_case
+from engine.errors import InvalidCase
 from engine.generate import generate_cases
 from engine.rules import measure_fields
 from engine.verdicts import WORDED_RESULTS, _as_integers

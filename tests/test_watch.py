@@ -19,9 +19,11 @@ from fastapi.testclient import TestClient
 
 from engine import Engine
 from engine.api import Settings, create_app
+from engine.domain import SHANGHAI
+from engine.errors import RulePackError
 from engine.resources import shipped_dir
-from engine.rules import RulePackError, load_pack_from
-from engine.watch import SHANGHAI, ManualClock, StaleUpdate, Watcher, WatchStore
+from engine.rules import load_pack_from
+from engine.watch import ManualClock, StaleUpdate, Watcher, WatchStore
 from tests.conftest import property_registration, water
 
 RULE = "water.no_external.2wd"

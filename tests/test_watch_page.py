@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
-from engine.watch import SHANGHAI
+from engine.domain import SHANGHAI
 from tests.conftest import water
 from tests.test_api import Server, running
 

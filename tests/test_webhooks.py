@@ -20,7 +20,8 @@ import orjson
 import pytest
 
 from engine import Engine
-from engine.watch import SHANGHAI, ManualClock, Watcher, WatchStore, to_micros
+from engine.domain import SHANGHAI
+from engine.watch import ManualClock, Watcher, WatchStore, to_micros
 from engine.webhooks import IDEMPOTENCY_HEADER, WebhookSender, backoff_seconds
 from tests.conftest import water
 from tests.test_api import INITDB, postgres_server

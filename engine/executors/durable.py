@@ -23,8 +23,14 @@ import durable_rules_engine
 import numpy as np
 import orjson
 
+from engine.executors.facts import FactLayout
 from engine.executors.plan import And, Cmp, Has, KindPlan, Lacks, Or, Predicate, Ref, RulePlan, keys_of
 from engine.measures import NAT_DAY, Measured
+
+__all__ = [
+    "DurableExecutor",
+    "compile_predicate",
+]
 
 _HANDLED = 0  # durable_rules_engine.assert_fact status: 1 = no rule matched, 2 = already observed
 _SESSION = "0"  # each ruleset's one session (rulesets are per executor: their sessions are never shared)
@@ -123,9 +129,10 @@ class DurableExecutor:
         # Durable rule name → the (rule index, outcome code) pairs it decides.
         self._decides: dict[str, dict[str, tuple[tuple[int, str], ...]]] = {}
         # Fact key → its durable name, for the keys some predicate of the kind reads (``plan.read_keys``,
-        # the keys of ``plan.fact_layout``): a measure's open flag that no outcome tests (a field measure
+        # the keys of its layout): a measure's open flag that no outcome tests (a field measure
         # is never open) is not converted nor asserted.
         self._fact_keys: dict[str, dict[str, str]] = {}
+        self._layouts = {kind: FactLayout.of(plan) for kind, plan in plans.items()}
         # Per kind, per rule: outcome code → its position in the rule's outcomes, built once instead of
         # on every call to ``positions`` (which, for a check of one case, cost more than the lookups).
         self._positions: dict[str, list[dict[str, int]]] = {
@@ -182,7 +189,7 @@ class DurableExecutor:
         # column to convert them would cost more than the ``tolist`` for a batch of one.
         names = self._fact_keys[plan.kind]
         columns = []
-        for key, column in plan.fact_layout.sources(measured):
+        for key, column in self._layouts[plan.kind].sources(measured):
             if column is None:  # a flag no row carries
                 continue
             name = names[key]

@@ -10,14 +10,19 @@ import numpy as np
 from engine.executors.plan import KindPlan
 from engine.measures import Measured
 
+__all__ = [
+    "FactLayout",
+    "fact_sources",
+]
+
 
 @dataclass(frozen=True)
 class FactLayout:
     """Where each fact key comes from, worked out once per kind (and set of keys read), not per batch.
 
-    A layout holds only the keys asked for (``KindPlan.fact_layout``: those some predicate reads; no
-    outcome tests the open flag of a field measure), so a batch does not look up, convert and then
-    ignore the others.
+    A layout holds only the keys asked for (by default ``KindPlan.read_keys``, those some predicate
+    reads; no outcome tests the open flag of a field measure), so a batch does not look up, convert and
+    then ignore the others. Each executor builds its layouts when it compiles the plan.
     """
 
     anchor: bool  # ``anchor`` is read
@@ -27,8 +32,10 @@ class FactLayout:
     rules: tuple[tuple[int, str, str | None, str | None, str | None, str | None], ...]
 
     @classmethod
-    def of(cls, plan: KindPlan, keys: Collection[str]) -> FactLayout:
-        """The layout of those of ``keys`` that are the plan's: its anchor, case fields or measure keys."""
+    def of(cls, plan: KindPlan, keys: Collection[str] | None = None) -> FactLayout:
+        """The layout of those of ``keys`` (default: every key read) that are the plan's: its anchor,
+        case fields or measure keys."""
+        keys = frozenset(plan.read_keys if keys is None else keys)
 
         def read(key: str) -> str | None:
             return key if key in keys else None
@@ -74,4 +81,4 @@ def fact_sources(plan: KindPlan, measured: Measured) -> list[tuple[str, np.ndarr
     rule's exemption flag is None when no row carries an exemption for it, so that no backend pays to
     build or read a column of False.
     """
-    return plan.fact_layout.sources(measured)
+    return FactLayout.of(plan).sources(measured)

@@ -14,11 +14,10 @@ Outcome codes name why a status was reached, so the verdict can say it without r
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
-from typing import TYPE_CHECKING
 
+from engine.domain import EPOCH
 from engine.rules import (
     AllOf,
     CalendarDaysMeasure,
@@ -33,10 +32,27 @@ from engine.rules import (
     WorkingDaysMeasure,
 )
 
-if TYPE_CHECKING:
-    from engine.executors.facts import FactLayout
+__all__ = [
+    "INVERSE",
+    "STATUS_OF_CODE",
+    "And",
+    "Cmp",
+    "Has",
+    "KindPlan",
+    "Lacks",
+    "Or",
+    "Outcome",
+    "Predicate",
+    "Ref",
+    "RulePlan",
+    "day_number",
+    "keys_of",
+    "lower",
+    "plan_kind",
+    "plan_rule",
+    "status_of",
+]
 
-EPOCH = date(1970, 1, 1)
 INVERSE = {"eq": "ne", "ne": "eq", "lt": "ge", "le": "gt", "gt": "le", "ge": "lt"}
 
 
@@ -255,14 +271,6 @@ class KindPlan:
         """Each rule's fact keys (value, allowance, open, exemption), spelt once instead of per batch."""
         return tuple((f"v{r.index}", f"t{r.index}", f"o{r.index}", f"x{r.index}") for r in self.rules)
 
-    @functools.cached_property
-    def fact_layout(self) -> FactLayout:
-        """Where each key the predicates read comes from (``facts.fact_sources``), worked out once per
-        plan: both executors take it, so no backend converts a column that no outcome reads."""
-        from engine.executors.facts import FactLayout  # facts reads plans: imported on first use
-
-        return FactLayout.of(self, frozenset(self.read_keys))
-
 
 def _is_measure_key(key: str) -> bool:
     return key[0] in "vtox" and key[1:].isdigit()
@@ -279,152 +287,3 @@ def keys_of(predicate: Predicate) -> list[str]:
 
 def plan_kind(pack: RulePack, kind: str) -> KindPlan:
     return KindPlan(kind, tuple(plan_rule(i, rule) for i, rule in enumerate(pack.by_kind[kind])))
-
-
-@dataclass(frozen=True)
-class FirstMatch:
-    """A rule's outcomes as a first-match chain: what a ``when/then`` chain or an SQL ``CASE`` evaluates.
-
-    ``required`` are the keys every outcome needs present: a fact that lacks one matches no outcome, so a
-    backend can tell those facts apart with one test per key and batch. On the other facts, the first of
-    ``guards`` that holds is the outcome whose full predicate holds.
-    """
-
-    required: tuple[str, ...]
-    guards: tuple[Predicate, ...]
-
-
-def first_match(outcomes: Sequence[Outcome]) -> FirstMatch:
-    """Each outcome's *residual* guard: what picks it in a chain where every earlier outcome failed.
-
-    The full predicates repeat the negated prefixes of the earlier outcomes: ``fail`` is "effective AND
-    condition AND not exempt AND value present AND value beyond the limit", and a chain would test that
-    prefix again for every outcome. Where the earlier outcomes failed, most of it is known (their failure
-    is what says the condition held and the value is present), so a guard keeps only the parts of its
-    outcome's conjunction that the earlier failures, the required keys and the other kept parts do not
-    imply. Parts are only ever dropped, never rewritten, so a guard reads nothing its predicate does not;
-    tests/test_executors.py checks the chain against the full predicates on generated facts.
-    """
-    conjunctions = [_conjuncts_of(outcome.predicate) for outcome in outcomes]
-    candidates = dict.fromkeys(keys_of(outcomes[0].predicate)) if outcomes else {}
-    required = tuple(
-        key for key in candidates if all(_holds(_implied(list(c), []), Has(key)) for c in conjunctions)
-    )
-    present = [Has(key) for key in required]
-    guards = []
-    for i, parts in enumerate(conjunctions):
-        kept = list(parts)
-        for part in parts:
-            rest = [p for p in kept if p is not part]
-            known = _implied([*present, *rest], conjunctions[:i])
-            if _holds(known, part):
-                kept = rest
-            elif isinstance(part, Or):
-                # (a OR b) where a can not hold is b: e.g. a negated condition's "absent OR ..." on a field
-                # that an earlier na:absent outcome, by failing, has shown to be present.
-                alternatives = tuple(p for p in part.parts if not _fails(known, p))
-                kept[kept.index(part)] = alternatives[0] if len(alternatives) == 1 else Or(alternatives)
-        guards.append(kept[0] if len(kept) == 1 else And(tuple(kept)))
-    return FirstMatch(required, tuple(guards))
-
-
-def _conjuncts_of(predicate: Predicate) -> tuple[Predicate, ...]:
-    return predicate.parts if isinstance(predicate, And) else (predicate,)
-
-
-# Facts known to hold, keyed by repr: dataclass equality would take False for 0 (see durable.py).
-Known = dict[str, Predicate]
-
-
-def _implied(facts: list[Predicate], failed: list[tuple[Predicate, ...]]) -> Known:
-    """What holds where ``facts`` hold and each of the ``failed`` conjunctions does not.
-
-    Two inferences, repeated until nothing new follows: a failed conjunction whose other parts all hold
-    must have failed on its remaining part, so that part's negation holds; and a known disjunction whose
-    other alternatives all fail must hold on its remaining one.
-    """
-    known: Known = {}
-    _learn(known, And(tuple(facts)))
-    learnt = True
-    while learnt:
-        learnt = False
-        for parts in failed:
-            if any(_fails(known, p) for p in parts):
-                continue
-            unknown = [p for p in parts if not _holds(known, p)]
-            negation = _negation(unknown[0]) if len(unknown) == 1 else None
-            if negation is not None:
-                learnt |= _learn(known, negation)
-        for fact in list(known.values()):
-            if isinstance(fact, Or):
-                alternatives = [p for p in fact.parts if not _fails(known, p)]
-                if len(alternatives) == 1:
-                    learnt |= _learn(known, alternatives[0])
-    return known
-
-
-def _learn(known: Known, fact: Predicate) -> bool:
-    """Adds a fact (a conjunction as its parts); True if anything was new."""
-    new = False
-    for part in _conjuncts_of(fact):
-        if not _holds(known, part):
-            known[repr(part)] = part
-            new = True
-    return new
-
-
-def _holds(known: Known, predicate: Predicate) -> bool:
-    """True if the known facts imply the predicate (False: it may or may not hold)."""
-    if repr(predicate) in known:
-        return True
-    if isinstance(predicate, And):
-        return all(_holds(known, p) for p in predicate.parts)
-    if isinstance(predicate, Or):
-        return any(_holds(known, p) for p in predicate.parts)
-    if isinstance(predicate, Has):
-        # A comparison holds only on a present value (``ne`` aside: backends may differ on absent keys).
-        return any(
-            isinstance(fact, Cmp) and fact.key == predicate.key and fact.op != "ne" for fact in known.values()
-        )
-    return False
-
-
-def _fails(known: Known, predicate: Predicate) -> bool:
-    """True if the known facts imply that the predicate does not hold."""
-    if isinstance(predicate, And):
-        return any(_fails(known, p) for p in predicate.parts)
-    if isinstance(predicate, Or):
-        return all(_fails(known, p) for p in predicate.parts)
-    if isinstance(predicate, Lacks):
-        return _holds(known, Has(predicate.key))
-    if isinstance(predicate, Has) or (isinstance(predicate, Cmp) and predicate.op != "ne"):
-        return repr(Lacks(predicate.key)) in known
-    return False
-
-
-def _negation(predicate: Predicate, present: frozenset[str] = frozenset()) -> Predicate | None:
-    """The predicate's exact negation, or None where it can not be said the same way for every backend.
-
-    ``present`` are keys known to be present, on which a comparison and its inverse are each other's
-    negation; on a key that may be absent only the comparisons that are false there (all but ``ne``)
-    are negated, and comparisons with another key (``Ref``) not at all. In the negation of an ``Or`` that
-    allows a key to be absent (``lower``'s negated leaf), or of an ``And`` that needs it present, the
-    other parts only matter where the key is present.
-    """
-    if isinstance(predicate, Has):
-        return Lacks(predicate.key)
-    if isinstance(predicate, Lacks):
-        return Has(predicate.key)
-    if isinstance(predicate, Cmp):
-        if isinstance(predicate.value, Ref):
-            return None
-        inverse = Cmp(predicate.key, INVERSE[predicate.op], predicate.value)
-        if predicate.key in present:
-            return inverse
-        return None if predicate.op == "ne" else Or((Lacks(predicate.key), inverse))
-    guard = Lacks if isinstance(predicate, Or) else Has
-    present = present | {p.key for p in predicate.parts if isinstance(p, guard)}
-    negations = [_negation(p, present) for p in predicate.parts]
-    if any(n is None for n in negations):
-        return None
-    return (Or if isinstance(predicate, And) else And)(tuple(negations))  # type: ignore[arg-type]
