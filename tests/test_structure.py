@@ -62,7 +62,8 @@ def test_every_module_declares_its_public_names() -> None:
         module = importlib.import_module(name)
         declared = getattr(module, "__all__", None)
         assert declared is not None, f"{name} has no __all__"
-        missing = [n for n in declared if not hasattr(module, n)]
+        # A package may declare its submodules, which are attributes only once imported.
+        missing = [n for n in declared if not hasattr(module, n) and f"{name}.{n}" not in MODULES]
         assert missing == [], f"{name}.__all__ names what it does not define: {missing}"
 
 
