@@ -642,9 +642,9 @@ def scan(
     if not files:
         fail(f"no input files to read in {', '.join(map(str, paths))}")
     if workers is None:
-        # A columnar scan already keeps every core busy inside Polars (200,000 cases on 2 cores: 4.6 s in
-        # one process, 5.6 s with two workers); the durable executor runs on one core, and starting
-        # workers costs a second or two, so they pay only for large durable scans.
+        # A columnar scan already spreads over the cores inside Polars, and handing chunks and their rows
+        # between processes costs more than the idle share of a core (benchmarks/test_scan_bench.py); the
+        # durable executor runs on one core, so its large scans take one worker per core.
         large = sum(path.stat().st_size for path in files) > 16 * 2**20
         workers = (os.cpu_count() or 1) if large and chosen_engine == "durable" else 1
     day = _as_of(as_of)

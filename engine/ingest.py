@@ -51,12 +51,15 @@ from engine.domain import EPOCH_ORDINAL, PAUSE_REASONS
 from engine.measures import NAT_DAY, Batch, Pauses, date_rows, exemption_columns
 
 __all__ = [
+    "Block",
     "Located",
     "RecordFrame",
     "ValidatedKind",
     "field_specs",
     "frame_schema",
+    "ndjson_blocks",
     "ndjson_frame",
+    "parquet_blocks",
     "read_ndjson_frames",
     "read_parquet_frames",
     "table_frame",
@@ -278,21 +281,40 @@ def _without_nulls(value: Any) -> Any:
     return value
 
 
-def read_ndjson_frames(path: Path, chunk: int, gzipped: bool = False) -> Iterator[RecordFrame]:
-    """Chunks of an NDJSON file (gzipped or not) as frames; lines that are not JSON go to the chunk's
-    ``unreadable``; a UTF-8 byte order mark at the start is skipped.
+@dataclass(frozen=True)
+class Block:
+    """A chunk of a file as read, before it becomes a ``RecordFrame``: NDJSON lines or Parquet rows, each
+    numbered. Reading one is cheap and it is small to send to another process, which can build the frame."""
 
-    A chunk Polars refuses as a whole (a broken line, a value of an impossible shape) is read again line
-    by line with orjson, so one bad line costs its chunk the fast path, never its neighbours' verdicts.
-    """
-    name = str(path)
+    file: str
+    rows: list[bytes] | pa.Table
+    numbers: np.ndarray  # int64: the line (or row) of each of ``rows``
+
+    def frame(self) -> RecordFrame:
+        if isinstance(self.rows, list):
+            return ndjson_frame(self.file, self.rows, self.numbers)
+        return table_frame(self.file, self.rows, self.numbers)
+
+
+def ndjson_blocks(path: Path, chunk: int, gzipped: bool = False) -> Iterator[Block]:
+    """Blocks of ``chunk`` lines of an NDJSON file (gzipped or not); a UTF-8 byte order mark at the start is
+    skipped."""
     with gzip.open(path, "rb") if gzipped else path.open("rb") as handle:
         first = 1
         while lines := list(itertools.islice(handle, chunk)):  # lines split in C, not a Python loop
             if first == 1:
                 lines[0] = lines[0].removeprefix(codecs.BOM_UTF8)
-            yield ndjson_frame(name, lines, np.arange(first, first + len(lines), dtype=np.int64))
+            yield Block(str(path), lines, np.arange(first, first + len(lines), dtype=np.int64))
             first += len(lines)
+
+
+def read_ndjson_frames(path: Path, chunk: int, gzipped: bool = False) -> Iterator[RecordFrame]:
+    """Chunks of an NDJSON file as frames; lines that are not JSON go to the chunk's ``unreadable``.
+
+    A chunk Polars refuses as a whole (a broken line, a value of an impossible shape) is read again line
+    by line with orjson, so one bad line costs its chunk the fast path, never its neighbours' verdicts.
+    """
+    return (block.frame() for block in ndjson_blocks(path, chunk, gzipped))
 
 
 def ndjson_frame(name: str, lines: list[bytes], numbers: np.ndarray, retry: bool = True) -> RecordFrame:
@@ -350,12 +372,17 @@ def _line_by_line(name: str, lines: list[bytes], numbers: np.ndarray, retry: boo
     return chunk
 
 
-def read_parquet_frames(path: Path, chunk: int) -> Iterator[RecordFrame]:
-    """Row groups of a Parquet file as frames in the text schema (``table_frame``)."""
+def parquet_blocks(path: Path, chunk: int) -> Iterator[Block]:
+    """Blocks of ``chunk`` rows of a Parquet file, as Arrow tables."""
     row = 1
     for batch in pq.ParquetFile(path).iter_batches(batch_size=chunk):
-        yield table_frame(str(path), pa.Table.from_batches([batch]), np.arange(row, row + batch.num_rows))
+        yield Block(str(path), pa.Table.from_batches([batch]), np.arange(row, row + batch.num_rows))
         row += batch.num_rows
+
+
+def read_parquet_frames(path: Path, chunk: int) -> Iterator[RecordFrame]:
+    """Row groups of a Parquet file as frames in the text schema (``table_frame``)."""
+    return (block.frame() for block in parquet_blocks(path, chunk))
 
 
 def table_frame(name: str, table: pa.Table, numbers: np.ndarray) -> RecordFrame:

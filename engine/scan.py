@@ -12,14 +12,17 @@ from __future__ import annotations
 import codecs
 import contextlib
 import multiprocessing
+import os
+import queue
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date
 from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
+from unittest import mock
 
 import numpy as np
 import orjson
@@ -35,7 +38,7 @@ from engine.core import Engine, Setup, isolated, parse_as_of, refused_reason
 from engine.errors import CalendarRangeError, InvalidCase
 from engine.errors import CaseError as CaseProblem
 from engine.executors.plan import KindPlan, status_of
-from engine.ingest import Located, RecordFrame, read_ndjson_frames, read_parquet_frames, validate_frame
+from engine.ingest import Block, Located, RecordFrame, ndjson_blocks, parquet_blocks, validate_frame
 from engine.measures import Batch, Measured, measure_batch
 from engine.verdicts import CASE_VERDICTS
 
@@ -55,12 +58,14 @@ __all__ = [
     "ScanTotals",
     "Scanner",
     "SeenCaseIds",
+    "as_frame",
     "input_files",
     "input_form",
     "read_ahead",
-    "read_records",
+    "read_chunks",
     "repeat_errors",
     "scan_summary",
+    "without_repeats",
 ]
 
 SUFFIXES = {".ndjson": "ndjson", ".jsonl": "ndjson", ".json": "json", ".csv": "csv", ".parquet": "parquet"}
@@ -178,15 +183,15 @@ def _nested(flat: dict[str, Any]) -> dict[str, Any]:
     return record
 
 
-def read_records(path: Path) -> Iterator[RecordFrame]:
-    """Chunks of a file: NDJSON and Parquet as frames for the column checks, JSON arrays and CSV as
-    records for pydantic (they are read whole or row by row anyway)."""
+def read_chunks(path: Path) -> Iterator[Block | RecordFrame]:
+    """Chunks of a file: NDJSON and Parquet as blocks, to become frames for the column checks
+    (``as_frame``), JSON arrays and CSV as records for pydantic (they are read whole or row by row anyway)."""
     form, gzipped = input_form(path)
     name = str(path)
     if form == "ndjson":
-        yield from read_ndjson_frames(path, FRAME_CHUNK, gzipped)
+        yield from ndjson_blocks(path, FRAME_CHUNK, gzipped)
     elif form == "parquet":
-        yield from read_parquet_frames(path, FRAME_CHUNK)
+        yield from parquet_blocks(path, FRAME_CHUNK)
     elif form == "json":
         with pa.input_stream(path, compression="gzip" if gzipped else None) as stream:
             data = stream.read().removeprefix(codecs.BOM_UTF8)
@@ -218,6 +223,10 @@ def read_records(path: Path) -> Iterator[RecordFrame]:
                 name, [Located(name, first_line + i, _nested(row)) for i, row in enumerate(rows)]
             )
             first_line += len(rows)
+
+
+def as_frame(chunk: Block | RecordFrame) -> RecordFrame:
+    return chunk.frame() if isinstance(chunk, Block) else chunk
 
 
 @dataclass
@@ -591,6 +600,17 @@ def repeat_errors(
     return errors
 
 
+def without_repeats(
+    chunk: RecordFrame, firsts: list[tuple[str, int] | None]
+) -> tuple[RecordFrame, list[ScanError]]:
+    """The chunk without the records whose case_id came before (``firsts``, from ``SeenCaseIds``), and
+    their errors."""
+    if all(first is None for first in firsts):
+        return chunk, []
+    repeated = np.array([first is not None for first in firsts], bool)
+    return chunk.select(~repeated), repeat_errors(chunk, repeated, firsts)
+
+
 def scan_summary(
     engine: Engine,
     as_of: date,
@@ -618,19 +638,79 @@ def scan_summary(
     }
 
 
-# A worker process's own checker, made once by ``_start_worker``.
-_WORKER: ChunkChecker | None = None
+def _packed(table: pa.Table) -> pa.Table:
+    """The table with its repeating text columns as dictionaries: a fraction of the bytes to send."""
+    fields = [
+        pa.field(f.name, pa.dictionary(pa.int32(), f.type)) if f.name in REPEATING_COLUMNS else f
+        for f in table.schema
+    ]
+    return table.cast(pa.schema(fields))
 
 
-def _start_worker(engine_name: str, setup: Setup, as_of: date, period: Period, by: str | None) -> None:
-    global _WORKER
-    engine = Engine.load(setup.packs, setup.overlay, engine_name)  # type: ignore[arg-type]
-    _WORKER = ChunkChecker(engine, as_of, period, by)
+def _unpacked(table: pa.Table) -> pa.Table:
+    fields = [
+        pa.field(f.name, f.type.value_type) if pa.types.is_dictionary(f.type) else f for f in table.schema
+    ]
+    return table.cast(pa.schema(fields))
 
 
-def _check_in_worker(chunk: RecordFrame) -> ChunkOutcome:
-    assert _WORKER is not None
-    return _WORKER.check(chunk)
+def _work(
+    inbox: Any, outbox: Any, executor: str, setup: Setup, as_of: date, period: Period, by: str | None
+) -> None:
+    """A scan's worker process: builds the frame of each block it is sent and hands back its case_ids; once
+    told which of them came before, checks the rest and hands back the outcome. A failure is sent back and
+    ends the worker (and the scan)."""
+    try:
+        engine = Engine.load(setup.packs, setup.overlay, executor)  # type: ignore[arg-type]
+        checker = ChunkChecker(engine, as_of, period, by)
+        frames: dict[int, RecordFrame] = {}
+        while (message := inbox.get()) is not None:
+            step, number, payload = message
+            if step == "read":
+                chunk = frames[number] = as_frame(payload)
+                outbox.put(("ids", number, (chunk.file, chunk.case_ids(), chunk.line_numbers(), len(chunk))))
+            else:
+                kept, problems = without_repeats(frames.pop(number), payload)
+                outcome = checker.check(kept)
+                outcome.errors[:0] = problems
+                outcome.verdicts = [_packed(t) for t in outcome.verdicts]
+                outcome.results = [_packed(t) for t in outcome.results]
+                outbox.put(("outcome", number, outcome))
+    except Exception as exc:  # raised again in the scanning process
+        outbox.put(("failed", -1, exc))
+
+
+class _Worker:
+    """One worker process and its two queues. Each chunk goes to a known worker (its number modulo the
+    workers), which keeps the frame it built between the two steps, so that only blocks, case_ids and
+    outcomes cross between processes."""
+
+    def __init__(self, context: Any, args: tuple[Any, ...]) -> None:
+        self.inbox, self.outbox = context.Queue(), context.Queue()
+        self.process = context.Process(target=_work, args=(self.inbox, self.outbox, *args), daemon=True)
+        # Each worker is one of the cores: Polars thread pools in every process would fight for them.
+        with mock.patch.dict(os.environ, POLARS_MAX_THREADS="1"):
+            self.process.start()
+        self.early: dict[tuple[str, int], Any] = {}  # messages that came before the one waited for
+
+    def receive(self, step: str, number: int) -> Any:
+        while (step, number) not in self.early:
+            try:
+                got, at, payload = self.outbox.get(timeout=1)
+            except queue.Empty:
+                if not self.process.is_alive():
+                    raise RuntimeError(f"a scan worker stopped (exit code {self.process.exitcode})") from None
+                continue
+            if got == "failed":
+                raise payload
+            self.early[got, at] = payload
+        return self.early.pop((step, number))
+
+    def stop(self) -> None:
+        self.inbox.put(None)
+        self.process.join(5)
+        if self.process.is_alive():
+            self.process.terminate()
 
 
 class SeenCaseIds:
@@ -777,40 +857,55 @@ class Scanner:
     def _chunks(self, files: list[Path]) -> Iterator[tuple[RecordFrame, list[ScanError]]]:
         """Chunks without their repeated case_ids; each with the repeats, as errors."""
         for path in files:
-            for chunk in read_records(path):
-                ids = chunk.case_ids()
-                lines = chunk.line_numbers()
-                firsts = self.seen.first_seen(ids, chunk.file, lines)
-                if all(first is None for first in firsts):
-                    yield chunk, []
-                    continue
-                repeated = np.array([first is not None for first in firsts], bool)
-                yield chunk.select(~repeated), repeat_errors(chunk, repeated, firsts)
+            for read in read_chunks(path):
+                chunk = as_frame(read)
+                yield without_repeats(
+                    chunk, self.seen.first_seen(chunk.case_ids(), chunk.file, chunk.line_numbers())
+                )
 
     def _outcomes(self, files: list[Path]) -> Iterator[tuple[ChunkOutcome, int]]:
-        """Each chunk's outcome in input order, checked here or in the worker pool."""
+        """Each chunk's outcome in input order, checked here or in the worker processes."""
         if self.workers <= 1:
             for chunk, problems in read_ahead(self._chunks(files)):
                 outcome = self.checker.check(chunk)
                 outcome.errors[:0] = problems
                 yield outcome, len(chunk) + len(problems)
             return
-        context = multiprocessing.get_context("spawn")  # no fork: Polars and durable_rules hold threads
-        initargs = (self.engine.executor.name, self.engine.setup, self.as_of, self.period, self.by)
-        with ProcessPoolExecutor(self.workers, context, initializer=_start_worker, initargs=initargs) as pool:
-            pending: deque[tuple[Future[ChunkOutcome], list[ScanError], int]] = deque()
-            for chunk, problems in self._chunks(files):
-                pending.append((pool.submit(_check_in_worker, chunk), problems, len(chunk) + len(problems)))
-                while len(pending) > 2 * self.workers:
-                    yield self._finished(pending.popleft())
-            while pending:
-                yield self._finished(pending.popleft())
+        # Here only blocks are read (lines or Arrow rows) and case_ids looked up; the workers build the
+        # frames and check them. No fork: Polars and durable_rules hold threads.
+        context = multiprocessing.get_context("spawn")
+        args = (self.engine.executor.name, self.engine.setup, self.as_of, self.period, self.by)
+        workers = [_Worker(context, args) for _ in range(self.workers)]
+        reading: deque[int] = deque()  # chunks sent to be read, in input order
+        checking: deque[tuple[int, int]] = deque()  # (chunk, its size) sent to be checked
+        try:
+            blocks = (block for path in files for block in read_chunks(path))
+            for number, block in enumerate(blocks):
+                workers[number % len(workers)].inbox.put(("read", number, block))
+                reading.append(number)
+                while len(reading) > len(workers):
+                    checking.append(self._dedup(workers, reading.popleft()))
+                while len(checking) > len(workers):
+                    yield self._checked(workers, *checking.popleft())
+            while reading:
+                checking.append(self._dedup(workers, reading.popleft()))
+            while checking:
+                yield self._checked(workers, *checking.popleft())
+        finally:
+            for worker in workers:
+                worker.stop()
+
+    def _dedup(self, workers: list[_Worker], number: int) -> tuple[int, int]:
+        worker = workers[number % len(workers)]
+        file, ids, lines, size = worker.receive("ids", number)
+        worker.inbox.put(("check", number, self.seen.first_seen(ids, file, lines)))
+        return number, size
 
     @staticmethod
-    def _finished(entry: tuple[Future[ChunkOutcome], list[ScanError], int]) -> tuple[ChunkOutcome, int]:
-        future, problems, size = entry
-        outcome = future.result()
-        outcome.errors[:0] = problems
+    def _checked(workers: list[_Worker], number: int, size: int) -> tuple[ChunkOutcome, int]:
+        outcome = workers[number % len(workers)].receive("outcome", number)
+        outcome.verdicts = [_unpacked(t) for t in outcome.verdicts]
+        outcome.results = [_unpacked(t) for t in outcome.results]
         return outcome, size
 
     def _merge(

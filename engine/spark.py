@@ -38,15 +38,15 @@ from engine.aggregates import AggregateAccumulator, Period
 from engine.core import Engine, Setup
 from engine.domain import TIME_ZONE
 from engine.errors import CalendarRangeError, SparkInputError
-from engine.ingest import frame_schema, ndjson_frame, table_frame
+from engine.ingest import Block, frame_schema
 from engine.scan import (
     RESULTS_SCHEMA,
     VERDICTS_SCHEMA,
     ChunkChecker,
     ScanError,
     ScanTotals,
-    repeat_errors,
     scan_summary,
+    without_repeats,
 )
 
 __all__ = [
@@ -158,18 +158,15 @@ def _checked(checker: ChunkChecker, job: _Job, name: str, part: pa.Table) -> Ite
         texts = [(text or "").encode() + b"\n" for text in part.column(TEXT).to_pylist()]
         if lines[0] == 1:  # a file's first line, where a byte order mark may be
             texts[0] = texts[0].removeprefix(codecs.BOM_UTF8)
-        chunk = ndjson_frame(name, texts, lines)
+        chunk = Block(name, texts, lines).frame()
     else:
-        chunk = table_frame(name, part.drop_columns([FILE, LINE, FIRST_AT]), lines)
+        chunk = Block(name, part.drop_columns([FILE, LINE, FIRST_AT]), lines).frame()
     outcome_errors: list[ScanError] = []
     if any(first is not None for first in firsts_at):
         # The frame's rows first, then its records (``case_ids`` order); each row found by its line.
         at_line = dict(zip(lines.tolist(), firsts_at, strict=True))
         order = chunk.line_numbers().tolist()
-        firsts = [_place(at_line[line]) for line in order]
-        repeated = np.array([first is not None for first in firsts], bool)
-        outcome_errors = repeat_errors(chunk, repeated, firsts)
-        chunk = chunk.select(~repeated)
+        chunk, outcome_errors = without_repeats(chunk, [_place(at_line[line]) for line in order])
     outcome = checker.check(chunk)
     errors = [*outcome_errors, *outcome.errors]
     tables = [_tagged("verdict", t) for t in outcome.verdicts] + [

@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 
 from engine import Engine
 from engine.cases import validate_case
+from engine.errors import RulePackError
 from engine.generate import generate_cases, write_cases
 from engine.scan import Scanner, SeenCaseIds, _failed_rules, input_files, read_ahead
 
@@ -212,27 +213,44 @@ def test_scan_memory_is_bounded(tmp_path: Path) -> None:
     assert peak_mib < 1024, f"peak RSS {peak_mib:.0f} MiB"
 
 
+@pytest.mark.parametrize("workers", [2, 3])
 def test_worker_processes_give_the_same_outputs(
-    engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, workers: int
 ) -> None:
-    """Chunks checked in two worker processes, merged in input order: identical to one process."""
+    """Blocks read here, built and checked in worker processes, merged in input order: identical to one
+    process, over chunks of NDJSON, Parquet and a JSON array, with a repeat in a later chunk and a file
+    (chunk) per worker and more chunks than workers."""
     import engine.scan as scan_module
 
+    monkeypatch.setattr(scan_module, "FRAME_CHUNK", 700)
     monkeypatch.setattr(scan_module, "CHUNK", 700)
     records = list(generate_cases(3000, seed=21))
     records.insert(1500, records[10])  # a duplicate, found by the reading process across chunks
     (tmp_path / "in.ndjson").write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in records) + b"{broken\n")
-    one = Scanner(engine, tmp_path / "one", AS_OF, by="district").scan(input_files([tmp_path / "in.ndjson"]))
-    two = Scanner(engine, tmp_path / "two", AS_OF, by="district", workers=2).scan(
-        input_files([tmp_path / "in.ndjson"])
-    )
-    assert one == two
-    assert one["errors"] == 2
-    for name in ("verdicts.parquet", "results.parquet"):
-        assert pl.read_parquet(tmp_path / "one" / name).equals(pl.read_parquet(tmp_path / "two" / name))
-    assert (tmp_path / "one" / "errors.jsonl").read_bytes() == (
-        tmp_path / "two" / "errors.jsonl"
-    ).read_bytes()
+    others = [{**r, "case_id": f"other-{r['case_id']}"} for r in generate_cases(2500, seed=22)]
+    write_cases(others[:1600], tmp_path / "in.parquet")
+    (tmp_path / "in.json").write_bytes(orjson.dumps([*others[1600:], records[20]]))
+    files = input_files([tmp_path / "in.ndjson", tmp_path / "in.parquet", tmp_path / "in.json"])
+    one = Scanner(engine, tmp_path / "one", AS_OF, by="district").scan(files)
+    many = Scanner(engine, tmp_path / "many", AS_OF, by="district", workers=workers).scan(files)
+    assert one == many
+    assert one["errors"] == 3  # the broken line and the two repeats
+    for name in ("verdicts.parquet", "results.parquet", "errors.jsonl", "summary.json"):
+        assert (tmp_path / "one" / name).read_bytes() == (tmp_path / "many" / name).read_bytes(), name
+
+
+def test_a_failure_in_a_worker_process_stops_the_scan_with_its_error(tmp_path: Path) -> None:
+    """A worker that cannot start (here: its rule pack is gone) stops the scan with the worker's error,
+    instead of leaving the scanning process waiting."""
+    import shutil
+
+    pack = tmp_path / "pack"
+    shutil.copytree(Path(__file__).parents[1] / "rules" / "ningbo-2020", pack)
+    engine = Engine.load([str(pack)], None, "columnar")
+    shutil.rmtree(pack)
+    write_cases(generate_cases(100, seed=1), tmp_path / "in.ndjson")
+    with pytest.raises(RulePackError):
+        Scanner(engine, tmp_path / "out", AS_OF, workers=2).scan(input_files([tmp_path / "in.ndjson"]))
 
 
 @given(
