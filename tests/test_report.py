@@ -161,6 +161,22 @@ def test_requirements_use_the_rules_units_and_the_verdicts_words(report: Path) -
     assert requirement("water.no_external.2wd") == "≤ 2个工作日"
 
 
+def test_documents_read_as_in_the_verdicts_in_the_drill_down(report: Path) -> None:
+    # The report names units with the verdicts' words: its own table once said 件 for documents.
+    text = report.read_text(encoding="utf-8")
+    found = re.search(r'<script id="drill-data" type="application/json">(.*?)</script>', text, re.DOTALL)
+    assert found
+    drill = orjson.loads(found.group(1))
+    documents = [rule.id for rule in load_pack().rules if getattr(rule, "unit", None) == "documents"]
+    rows = [row for rule_id in documents for row in drill.get(rule_id, {"rows": []})["rows"]]
+    assert rows and {row[4] for row in rows} == {"份"}
+    case_id, _, value, *_ = rows[0]
+    with (report.parent.parent / "cases.ndjson").open(encoding="utf-8") as cases:
+        case = next(line for line in cases if f'"{case_id}"' in line)
+    messages = [r.message for r in Engine.load().check(case, as_of=AS_OF).results if r.rule in documents]
+    assert any(f"实际{value}份" in message for message in messages), messages
+
+
 def test_generation_time_is_shanghai_time_with_its_zone(report: Path) -> None:
     found = re.search(
         r"生成于 (\d{4}-\d\d-\d\d \d\d:\d\d) \(Asia/Shanghai\)", report.read_text(encoding="utf-8")
