@@ -33,7 +33,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from workalendar.core import ChineseNewYearCalendar, cleaned_date
 
 from engine.domain import SHANGHAI
-from engine.errors import CalendarDataError, CalendarRangeError
+from engine.errors import CalendarDataError, CalendarRangeError, InvalidDate
 from engine.resources import data_dirs
 
 __all__ = [
@@ -241,13 +241,13 @@ def to_local_date(value: DateLike) -> date:
                 return date.fromisoformat(text)
             return to_local_date(datetime.fromisoformat(text))
         except ValueError as exc:
-            raise ValueError(
+            raise InvalidDate(
                 f"invalid ISO 8601 date or timestamp {value!r}: {exc} "
                 "(expected e.g. 2026-03-02 or 2026-03-02T09:30:00+08:00)"
             ) from None
     if isinstance(value, np.datetime64):
         if np.isnat(value):
-            raise ValueError("NaT is not a date")
+            raise InvalidDate("NaT is not a date")
         return value.astype("datetime64[D]").item()
     raise TypeError(f"expected a date, datetime, ISO 8601 string or datetime64, got {type(value).__name__}")
 

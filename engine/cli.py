@@ -1,4 +1,5 @@
-"""The ``casecheck`` command line: check, rules, calendar, schema and demo.
+"""The ``casecheck`` command line: check, scan, watch, serve, generate, schema and demo; the ``rules``
+(list, show, validate, packs, diff, test) and ``calendar`` (is-workday, between, add, info, validate) groups.
 
 Output meant for programs (verdicts) goes to stdout as JSON; problems go to stderr with the record's
 line and JSON path, so a pipeline never mistakes an error report for a verdict.
@@ -24,7 +25,7 @@ from rich.table import Table
 from engine.calendar import load_calendar, notice_paths, notices_in_force, overlay_names
 from engine.cases import case_json_schema, shown_id, validate_case
 from engine.domain import KINDS
-from engine.errors import CalendarDataError, CalendarRangeError, InvalidCase, RulePackError
+from engine.errors import CalendarDataError, CalendarRangeError, CasecheckError, InvalidCase, RulePackError
 from engine.resources import ENV_DATA, local_data_dir, shipped_dir, use_data_dir, year_file
 from engine.rules import AggregateRule, diff_packs, load_pack, load_pack_from, pack_folders
 from engine.store import DEFAULT_STORE
@@ -442,7 +443,7 @@ def _calendar_call(method: str, overlay: str | None, *args: Any) -> Any:
     user error like a bad date."""
     try:
         return getattr(load_calendar(overlay), method)(*args)
-    except (ValueError, OSError) as exc:  # CalendarRangeError and CalendarDataError are ValueErrors
+    except (CasecheckError, OSError) as exc:
         fail(str(exc))
 
 
@@ -474,7 +475,7 @@ def calendar_info(data_dir: DataDirOption = None) -> None:
     """The calendar in force: covered years, version, where each year's file comes from, the overlays."""
     try:
         index = load_calendar()
-    except ValueError as exc:
+    except CasecheckError as exc:
         fail(str(exc))
     local = local_data_dir()
     out.print(f"{index.version}: {index.first} – {index.last}", highlight=False)
@@ -515,7 +516,7 @@ def calendar_validate(
                     f"{current.covered[1]}, so the next year's file is {current.covered[1] + 1}.toml"
                 )
             proposed = build_index([*notices, (parsed, raw)])
-    except (ValueError, OSError) as exc:  # CalendarDataError, CalendarRangeError
+    except (CasecheckError, OSError) as exc:
         fail(str(exc))
     if isinstance(parsed, Overlay):
         out.print(f"ok: overlay {file.stem}: {parsed.description}", markup=False, highlight=False)
@@ -635,7 +636,7 @@ def scan(
     skipped: list[tuple[str, str]] = []
     try:
         files = input_files(paths, skipped)
-    except (FileNotFoundError, ValueError) as exc:
+    except (FileNotFoundError, CasecheckError) as exc:
         fail(str(exc))
     for file, why in skipped:
         err.print(f"skipped {file}: {why}", markup=False, highlight=False)

@@ -16,7 +16,9 @@ __all__ = [
     "CalendarRangeError",
     "CaseError",
     "CasecheckError",
+    "InputError",
     "InvalidCase",
+    "InvalidDate",
     "RulePackError",
     "SparkInputError",
     "json_path",
@@ -51,7 +53,15 @@ class RulePackError(CasecheckError, ValueError):
     """A rule file that does not validate; the message names the file, the rule and the field."""
 
 
-class SparkInputError(CasecheckError, ValueError):
+class InvalidDate(CasecheckError, ValueError):
+    """A value given as a date (an argument, a query parameter) that is not one."""
+
+
+class InputError(CasecheckError, ValueError):
+    """An input file that cannot be read as cases at all (an unknown format, a gzipped Parquet file)."""
+
+
+class SparkInputError(InputError):
     """The input cannot be scanned at all (a missing column, a file type Spark scans cannot read)."""
 
 

@@ -35,7 +35,7 @@ from engine.aggregates import AggregateAccumulator, Period
 from engine.calendar import WorkdayIndex
 from engine.cases import Case, shown_id, validate_case
 from engine.core import Engine, Setup, isolated, parse_as_of, refused_reason
-from engine.errors import CalendarRangeError, InvalidCase
+from engine.errors import CalendarRangeError, InputError, InvalidCase
 from engine.errors import CaseError as CaseProblem
 from engine.executors.plan import KindPlan, status_of
 from engine.ingest import Block, Located, RecordFrame, ndjson_blocks, parquet_blocks, validate_frame
@@ -130,16 +130,16 @@ class ScanError:
 
 def input_form(path: Path) -> tuple[str, bool]:
     """(form, gzipped) of a file from its suffixes, in any case (``cases.NDJSON``, ``x.csv.GZ``), or
-    ValueError saying why it cannot be read."""
+    InputError saying why it cannot be read."""
     suffixes = [suffix.lower() for suffix in path.suffixes]
     gzipped = suffixes[-1:] == [GZIP]
     form = SUFFIXES.get(suffixes[-2] if gzipped and len(suffixes) > 1 else suffixes[-1] if suffixes else "")
     if form is None:
-        raise ValueError(
+        raise InputError(
             "unknown input format (use .ndjson, .jsonl, .json, .csv or .parquet, or .gz of these)"
         )
     if gzipped and form == "parquet":
-        raise ValueError("a gzipped Parquet file cannot be read (Parquet compresses its own pages)")
+        raise InputError("a gzipped Parquet file cannot be read (Parquet compresses its own pages)")
     return form, gzipped
 
 
@@ -152,7 +152,7 @@ def input_files(paths: Iterable[Path], skipped: list[tuple[str, str]] | None = N
             for found in sorted(p for p in path.rglob("*") if p.is_file()):
                 try:
                     input_form(found)
-                except ValueError as exc:
+                except InputError as exc:
                     if skipped is not None:
                         skipped.append((str(found), str(exc)))
                     continue

@@ -433,3 +433,24 @@ def test_the_exported_schema_holds_the_amount_bound(amount: Any, valid: bool) ->
 
     validator = Draft202012Validator(case_json_schema("procurement_contract"))
     assert validator.is_valid(contract("C", amount)) is valid
+
+
+def test_a_bad_date_argument_is_a_user_error_but_a_bug_keeps_its_traceback(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The CLI turns casecheck's own errors into one line and exit 2; a plain ValueError from a bug is
+    not dressed up as the user's mistake."""
+    bad = cli("calendar", "add", "2026-13-01", "3")
+    assert bad.exit_code == 2
+    assert "invalid ISO 8601 date" in bad.output and "Traceback" not in bad.output
+
+    import engine.calendar
+
+    def broken(self: Any, day: Any, n: int) -> None:
+        raise ValueError("a bug, not the user's input")
+
+    monkeypatch.setattr(engine.calendar.WorkdayIndex, "add_working_days", broken)
+    crashed = cli("calendar", "add", "2026-03-02", "3")
+    assert crashed.exit_code == 1
+    assert isinstance(crashed.exception, ValueError)
+    assert "a bug" in str(crashed.exception)
