@@ -45,7 +45,7 @@ def data(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 @pytest.fixture(scope="module")
 def columnar() -> Engine:
-    return Engine.load(engine="columnar")
+    return Engine.load(executor="columnar")
 
 
 def parse_every_line(path: Path) -> int:
@@ -115,6 +115,6 @@ def test_columnar_executor(benchmark: BenchmarkFixture, columnar: Engine, measur
 
 @pytest.mark.benchmark(group="executors")
 def test_durable_executor(benchmark: BenchmarkFixture, measured: list[Measured]) -> None:
-    durable = Engine.load(engine="durable")
+    durable = Engine.load(executor="durable")
     rows = benchmark.pedantic(_match_all, args=(durable, measured), rounds=3, iterations=1)
     benchmark.extra_info["cases"] = rows

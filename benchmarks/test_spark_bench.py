@@ -44,7 +44,7 @@ def spark() -> Iterator[Any]:
 
 def test_local_scan(benchmark: BenchmarkFixture, source: Path, tmp_path: Path) -> None:
     benchmark.group = "spark-vs-local"
-    engine = Engine.load(engine="columnar")
+    engine = Engine.load(executor="columnar")
 
     def scan() -> dict[str, Any]:
         shutil.rmtree(tmp_path / "out", ignore_errors=True)

@@ -52,7 +52,7 @@ def open_record(case_id: str, applied_at: str) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def engines() -> tuple[Engine, Engine]:
-    return Engine.load(engine="durable"), Engine.load(engine="columnar")
+    return Engine.load(executor="durable"), Engine.load(executor="columnar")
 
 
 @pytest.fixture(scope="module")

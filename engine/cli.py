@@ -53,7 +53,7 @@ AsOf = Annotated[
 DEFAULT_PACK = "ningbo-2020"
 PackOption = Annotated[str, typer.Option("--pack", help="Pack name or folder.")]
 LangOption = Annotated[str, typer.Option("--lang", help="Message language: zh or en.")]
-EngineOption = Annotated[str, typer.Option("--engine", help="Executor: durable or columnar.")]
+ExecutorOption = Annotated[str, typer.Option("--executor", "--engine", help="Executor: durable or columnar.")]
 
 
 def _use_data_dir(folder: Path | None) -> Path | None:
@@ -218,16 +218,16 @@ def check(
     ] = "-",
     as_of: AsOf = None,
     lang: LangOption = "zh",
-    engine: EngineOption = "durable",
+    executor: ExecutorOption = "durable",
     pack: PacksOption = None,
     overlay: OverlayOption = None,
     data_dir: DataDirOption = None,
 ) -> None:
     """Check cases; print one verdict (pretty on a terminal) or NDJSON. Exit 0 pass, 1 fail, 2 invalid."""
     chosen_lang = _choice(lang, ("zh", "en"), "--lang")
-    chosen_engine = _choice(engine, ("durable", "columnar"), "--engine")
+    chosen_executor = _choice(executor, ("durable", "columnar"), "--executor")
     day = _as_of(as_of)
-    loaded = load_engine(chosen_engine, pack, overlay)
+    loaded = load_engine(chosen_executor, pack, overlay)
     try:
         verdicts, errors = check_records(_read_input(source), day, chosen_lang, loaded)
     except CalendarRangeError as exc:
@@ -595,15 +595,16 @@ def scan(
     by: Annotated[
         str | None, typer.Option("--by", help="Also group aggregates by district or department.")
     ] = None,
-    engine: Annotated[
+    executor: Annotated[
         str,
         typer.Option(
+            "--executor",
             "--engine",
             help="Executor: columnar or durable on this machine, or spark (columnar on a Spark cluster).",
         ),
     ] = "columnar",
     master: Annotated[
-        str, typer.Option("--master", help="With --engine spark: local[*], spark://host:port or yarn.")
+        str, typer.Option("--master", help="With --executor spark: local[*], spark://host:port or yarn.")
     ] = "local[*]",
     pack: PacksOption = None,
     overlay: OverlayOption = None,
@@ -632,7 +633,7 @@ def scan(
     chosen_period = _choice(period, ("month", "quarter", "year"), "--period")
     if by is not None:
         _choice(by, ("district", "department"), "--by")
-    chosen_engine = _choice(engine, ("durable", "columnar", "spark"), "--engine")
+    chosen_executor = _choice(executor, ("durable", "columnar", "spark"), "--executor")
     skipped: list[tuple[str, str]] = []
     try:
         files = input_files(paths, skipped)
@@ -647,16 +648,16 @@ def scan(
         # between processes costs more than the idle share of a core (benchmarks/test_scan_bench.py); the
         # durable executor runs on one core, so its large scans take one worker per core.
         large = sum(path.stat().st_size for path in files) > 16 * 2**20
-        workers = (os.cpu_count() or 1) if large and chosen_engine == "durable" else 1
+        workers = (os.cpu_count() or 1) if large and chosen_executor == "durable" else 1
     day = _as_of(as_of)
     _writable(out_dir)
-    if chosen_engine == "spark":
+    if chosen_executor == "spark":
         if compare_pack:
-            fail("--compare-pack is for local scans (--engine columnar or durable)")
+            fail("--compare-pack is for local scans (--executor columnar or durable)")
         _spark_scan(files, out_dir, day, chosen_period, by, master, pack, overlay)
         return
-    loaded = load_engine(chosen_engine, pack, overlay)
-    other = load_engine(chosen_engine, compare_pack, overlay) if compare_pack else None
+    loaded = load_engine(chosen_executor, pack, overlay)
+    other = load_engine(chosen_executor, compare_pack, overlay) if compare_pack else None
 
     def scanned(engine: Engine, folder: Path, label: str) -> dict[str, Any]:
         scanner = Scanner(engine, folder, day, chosen_period, by, max(1, workers))
@@ -703,7 +704,7 @@ def _spark_scan(
         from engine.errors import SparkInputError
         from engine.spark import read_cases, scan_dataframe, spark_session, write_scan
     except ImportError as exc:
-        fail(f"--engine spark needs PySpark: pip install 'casecheck[spark]' ({exc})")
+        fail(f"--executor spark needs PySpark: pip install 'casecheck[spark]' ({exc})")
     load_engine("columnar", packs, overlay)  # a pack or overlay that cannot be loaded: one line, here
     setup = Setup(tuple(packs or [DEFAULT_PACK]), overlay)
     session = spark_session(master)

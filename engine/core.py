@@ -27,8 +27,8 @@ from engine.verdicts import Lang, SerialisedVerdicts, Verdict, VerdictBuilder
 __all__ = [
     "CasesRefused",
     "Engine",
-    "EngineName",
     "Executor",
+    "ExecutorName",
     "Setup",
     "isolated",
     "make_executor",
@@ -38,7 +38,7 @@ __all__ = [
     "today_in_shanghai",
 ]
 
-EngineName = Literal["durable", "columnar"]
+ExecutorName = Literal["durable", "columnar"]
 T = TypeVar("T")
 
 
@@ -129,7 +129,7 @@ def parse_as_of(value: str | date | None) -> date:
     return date.fromisoformat(value)
 
 
-def make_executor(name: EngineName, plans: dict[str, KindPlan]) -> Executor:
+def make_executor(name: ExecutorName, plans: dict[str, KindPlan]) -> Executor:
     if name == "durable":
         from engine.executors.durable import DurableExecutor
 
@@ -152,13 +152,13 @@ class Setup:
 class Engine:
     """A rule pack, a calendar and an executor, ready to check cases."""
 
-    def __init__(self, pack: RulePack, calendar: WorkdayIndex, engine: EngineName = "durable") -> None:
+    def __init__(self, pack: RulePack, calendar: WorkdayIndex, executor: ExecutorName = "durable") -> None:
         self.pack = pack
         self.calendar = calendar
         self.setup = Setup()
         self.plans = {kind: plan_kind(pack, kind) for kind in KINDS}
         self.fields = {kind: referenced_fields(pack, kind) for kind in KINDS}
-        self.executor = make_executor(engine, self.plans)
+        self.executor = make_executor(executor, self.plans)
         self.builders = {
             kind: VerdictBuilder(self.plans[kind], pack.anchor(kind), pack.version, calendar.version)
             for kind in KINDS
@@ -208,11 +208,11 @@ class Engine:
         cls,
         pack: str | Sequence[str] = "ningbo-2020",
         overlay: str | None = None,
-        engine: EngineName = "durable",
+        executor: ExecutorName = "durable",
     ) -> Engine:
         """The engine of the named pack(s) (several are in force together) on the calendar with the
         overlay; names are looked up in the data directory, then in what casecheck ships."""
-        loaded = cls(load_packs([pack] if isinstance(pack, str) else pack), load_calendar(overlay), engine)
+        loaded = cls(load_packs([pack] if isinstance(pack, str) else pack), load_calendar(overlay), executor)
         loaded.setup = Setup(tuple([pack] if isinstance(pack, str) else pack), overlay)
         return loaded
 

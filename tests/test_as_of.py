@@ -38,12 +38,12 @@ FRESH_WATER = water(case_id="W-fresh", applied_at="2026-12-30T09:00:00+08:00", c
 CLOSED_WATER = water(case_id="W-closed")
 
 
-COLUMNAR = Engine.load(engine="columnar")
+COLUMNAR = Engine.load(executor="columnar")
 
 
 @pytest.fixture(scope="module", params=["durable", "columnar"])
 def engine(request: pytest.FixtureRequest) -> Engine:
-    return Engine.load(engine=request.param)
+    return Engine.load(executor=request.param)
 
 
 def test_a_fail_that_more_days_cannot_undo_stands_and_says_where_counting_stopped(engine: Engine) -> None:

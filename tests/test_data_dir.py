@@ -239,7 +239,7 @@ def test_several_packs_in_force_together(tmp_path: Path) -> None:
     extra = one_rule_pack(tmp_path / "zhejiang-test", "zj.water.docs")
     packs = ["ningbo-2020", str(extra)]
     for executor in ("durable", "columnar"):
-        verdict = Engine.load(packs, engine=executor).check(water(materials=1), as_of="2026-06-01")  # type: ignore[arg-type]
+        verdict = Engine.load(packs, executor=executor).check(water(materials=1), as_of="2026-06-01")  # type: ignore[arg-type]
         statuses = {r.rule: r.status for r in verdict.results}
         assert statuses["zj.water.docs"] == "fail" and statuses["water.no_external.2wd"] == "pass"
         assert re.fullmatch(r"ningbo-2020@[0-9a-f]{12}\+zhejiang-test@[0-9a-f]{12}", verdict.ruleset)
@@ -330,7 +330,7 @@ def test_a_case_overlay_moves_only_that_districts_deadlines(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, executor: str
 ) -> None:
     monkeypatch.setenv(ENV_DATA, str(district_setup(tmp_path)))
-    engine = Engine.load(engine=executor)  # type: ignore[arg-type]
+    engine = Engine.load(executor=executor)  # type: ignore[arg-type]
     verdicts = engine.check_many([validate_case(c) for c in two_districts()], as_of="2026-06-01", lang="en")
     rule = {
         v["case_id"]: next(r for r in v["results"] if r["rule"] == "water.no_external.2wd") for v in verdicts
@@ -345,7 +345,7 @@ def test_a_case_overlay_in_the_scan(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     monkeypatch.setenv(ENV_DATA, str(district_setup(tmp_path)))
     source = tmp_path / "cases.ndjson"
     source.write_bytes(b"".join(orjson.dumps(c) + b"\n" for c in two_districts()))
-    summary = Scanner(Engine.load(engine="columnar"), tmp_path / "out", "2026-06-01").scan([source])
+    summary = Scanner(Engine.load(executor="columnar"), tmp_path / "out", "2026-06-01").scan([source])
     assert summary["verdict_counts"]["fail"] == 1 and summary["verdict_counts"]["pass"] == 1
     assert summary["rules"]["water.no_external.2wd"] == {"pass": 1, "fail": 1}
 
@@ -381,12 +381,12 @@ def test_a_deadline_in_january_2027_needs_the_2027_file(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, executor: str
 ) -> None:
     case = water(applied_at="2026-12-31T09:00:00+08:00", connected_at=None)  # a Thursday, still open
-    before = Engine.load(engine=executor).check(case, as_of="2026-12-31", lang="en")  # type: ignore[arg-type]
+    before = Engine.load(executor=executor).check(case, as_of="2026-12-31", lang="en")  # type: ignore[arg-type]
     result = next(r for r in before.results if r.rule == "water.no_external.2wd")
     assert result.status == "pending" and result.deadline is None
     assert "the deadline lies beyond the working-day calendar" in result.message
     monkeypatch.setenv(ENV_DATA, str(data_dir(tmp_path, year_2027=True)))
-    after = Engine.load(engine=executor).check(case, as_of="2026-12-31", lang="en")  # type: ignore[arg-type]
+    after = Engine.load(executor=executor).check(case, as_of="2026-12-31", lang="en")  # type: ignore[arg-type]
     result = next(r for r in after.results if r.rule == "water.no_external.2wd")
     # 1 January is off and 2–3 January a weekend in the fixture: Monday 4th and Tuesday 5th are the two.
     assert result.status == "pending" and str(result.deadline) == "2027-01-05"

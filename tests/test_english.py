@@ -64,7 +64,7 @@ def grammar_problems(message: str) -> list[str]:
 
 @pytest.fixture(scope="module")
 def columnar() -> Engine:
-    return Engine.load(engine="columnar")
+    return Engine.load(executor="columnar")
 
 
 def _conjuncts(condition: Condition | None) -> list[Condition]:

@@ -42,12 +42,12 @@ AS_OF = date(2026, 11, 24)
 
 @pytest.fixture(scope="module")
 def durable() -> Engine:
-    return Engine.load(engine="durable")
+    return Engine.load(executor="durable")
 
 
 @pytest.fixture(scope="module")
 def columnar() -> Engine:
-    return Engine.load(engine="columnar")
+    return Engine.load(executor="columnar")
 
 
 def test_generated_cases_cover_every_kind_and_status(durable: Engine) -> None:

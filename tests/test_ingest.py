@@ -46,7 +46,7 @@ BASE = list(generate_cases(400, seed=11))
 @pytest.fixture(scope="module")
 def fields() -> dict[str, list[str]]:
     # The fields a scan asks for: the rules', the report's grouping keys and the aggregates'.
-    return ChunkChecker(Engine.load(engine="columnar"), date(2026, 11, 24), "month", "district").fields
+    return ChunkChecker(Engine.load(executor="columnar"), date(2026, 11, 24), "month", "district").fields
 
 
 def assert_same_batch(fast: Batch, reference: Batch) -> None:
@@ -285,7 +285,7 @@ def test_a_valid_form_the_column_checks_do_not_know_still_gets_its_verdict(tmp_p
     assert validate_case(record).special_project is True  # type: ignore[union-attr]
     (tmp_path / "in.ndjson").write_bytes(orjson.dumps(record) + b"\n")
     (chunk,) = read_ndjson_frames(tmp_path / "in.ndjson", 10)
-    checker = ChunkChecker(Engine.load(engine="columnar"), date(2026, 11, 24), "month", None)
+    checker = ChunkChecker(Engine.load(executor="columnar"), date(2026, 11, 24), "month", None)
     checked, records = validate_frame(chunk, checker.fields)
     assert (checked, [r.record for r in records]) == ([], [record])
     outcome = checker.check(chunk)

@@ -32,7 +32,7 @@ def scan_and_report(out: Path, n: int, seed: int, period: str = "month") -> Path
     cases = out / "cases.ndjson"
     out.mkdir(parents=True, exist_ok=True)
     write_cases(generate_cases(n, seed=seed), cases)
-    Scanner(Engine.load(engine="columnar"), out / "scan", AS_OF, period, by="district").scan(  # type: ignore[arg-type]
+    Scanner(Engine.load(executor="columnar"), out / "scan", AS_OF, period, by="district").scan(  # type: ignore[arg-type]
         input_files([cases])
     )
     return write_report(out / "scan")
@@ -291,7 +291,7 @@ def test_report_of_a_scan_with_only_errors(tmp_path: Path) -> None:
     # Nothing judged: every chart section says so instead of failing, and the error is listed.
     cases = tmp_path / "broken.ndjson"
     cases.write_text('{"case_id": "X-1", "kind": "water_connection"}\nnot json\n', encoding="utf-8")
-    Scanner(Engine.load(engine="columnar"), tmp_path / "scan", AS_OF).scan(input_files([cases]))
+    Scanner(Engine.load(executor="columnar"), tmp_path / "scan", AS_OF).scan(input_files([cases]))
     text = write_report(tmp_path / "scan").read_text(encoding="utf-8")
     assert "没有已判定的规则结果" in text and "没有不合格的案件" in text
     assert "输入错误 <small>2 条" in text and "broken.ndjson" in text

@@ -128,7 +128,7 @@ def test_huge_amounts_are_refused_over_http(client: TestClient) -> None:
 
 @pytest.mark.parametrize("engine_name", ["columnar", "durable"])
 def test_huge_amounts_do_not_stop_a_scan(tmp_path: Path, engine_name: str) -> None:
-    result, summary = scan(tmp_path, ndjson(huge_batch()), "in.ndjson", "--engine", engine_name)
+    result, summary = scan(tmp_path, ndjson(huge_batch()), "in.ndjson", "--executor", engine_name)
     assert result.exit_code == 0, result.output
     assert (summary["input"], summary["verdicts"], summary["errors"]) == (5, 1, 4)
     assert {(e["case_id"], e["path"]) for e in scan_errors(tmp_path)} == {

@@ -30,7 +30,7 @@ AS_OF = "2026-11-24"
 
 @pytest.fixture(scope="module")
 def engine() -> Engine:
-    return Engine.load(engine="columnar")
+    return Engine.load(executor="columnar")
 
 
 def run_scan(engine: Engine, paths: list[Path], out: Path, **options: object) -> dict:
@@ -107,8 +107,8 @@ def test_every_format_gives_the_same_verdicts(engine: Engine, tmp_path: Path) ->
 
 def test_durable_and_columnar_scans_agree(tmp_path: Path) -> None:
     write_cases(generate_cases(1000, seed=9), tmp_path / "in.ndjson")
-    columnar = run_scan(Engine.load(engine="columnar"), [tmp_path / "in.ndjson"], tmp_path / "c")
-    durable = run_scan(Engine.load(engine="durable"), [tmp_path / "in.ndjson"], tmp_path / "d")
+    columnar = run_scan(Engine.load(executor="columnar"), [tmp_path / "in.ndjson"], tmp_path / "c")
+    durable = run_scan(Engine.load(executor="durable"), [tmp_path / "in.ndjson"], tmp_path / "d")
     for key in ("verdict_counts", "rules", "aggregates"):
         assert columnar[key] == durable[key]
     left = pl.read_parquet(tmp_path / "c" / "results.parquet")

@@ -1,4 +1,4 @@
-"""`casecheck scan --engine spark` (issue 16): the scan on Apache Spark in local mode gives what the local
+"""`casecheck scan --executor spark` (issue 16): the scan on Apache Spark in local mode gives what the local
 scan gives — verdicts, results, errors, summary counts and aggregates — however the data is partitioned.
 
 One Spark session (``local[2]``, UI off) serves the module. The expected outputs are the local scan's,
@@ -67,7 +67,7 @@ def inputs(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
 def local_scan(
     files: list[Path], out: Path
 ) -> tuple[dict[str, Any], pl.DataFrame, pl.DataFrame, pl.DataFrame]:
-    summary = Scanner(Engine.load(engine="columnar"), out, AS_OF, "quarter", "district").scan(files)
+    summary = Scanner(Engine.load(executor="columnar"), out, AS_OF, "quarter", "district").scan(files)
     errors = pl.DataFrame(
         [orjson.loads(line) for line in (out / "errors.jsonl").read_bytes().splitlines()],
         schema={
@@ -149,7 +149,7 @@ def test_a_dataframe_read_with_case_schema(spark: Any) -> None:
     frame = spark.read.schema(schema).json(str(SAMPLES / "water_connection.ndjson"))
     scan = scan_dataframe(frame, AS_OF)
     lines = (SAMPLES / "water_connection.ndjson").read_bytes().splitlines()
-    expected = Engine.load(engine="columnar").check_many(
+    expected = Engine.load(executor="columnar").check_many(
         [validate_case(orjson.loads(x)) for x in lines], AS_OF
     )
     verdicts = {row["case_id"]: row["verdict"] for row in scan.verdicts.collect()}

@@ -52,6 +52,6 @@ def test_cli_writes_what_a_local_scan_writes(tmp_path: Path) -> None:
     for name in ("verdicts.parquet", "results.parquet", "errors.jsonl", "summary.json", "report.html"):
         assert (out / name).exists(), name
     summary = orjson.loads((out / "summary.json").read_bytes())
-    local = Scanner(Engine.load(engine="columnar"), tmp_path / "local", AS_OF).scan(files)
+    local = Scanner(Engine.load(executor="columnar"), tmp_path / "local", AS_OF).scan(files)
     assert summary == local
     assert f"{summary['input']} cases read" in run.stdout

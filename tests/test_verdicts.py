@@ -32,7 +32,7 @@ SAMPLES = Path(__file__).resolve().parent.parent / "cases" / "samples"
 
 @pytest.fixture(scope="module")
 def columnar() -> Engine:
-    return Engine.load(engine="columnar")
+    return Engine.load(executor="columnar")
 
 
 def expected(engine: Engine, cases: list[Case], as_of: date, lang: str) -> tuple[list[Any], ...]:

@@ -45,7 +45,7 @@ def open_water(**overrides: Any) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def engines() -> tuple[Engine, Engine]:
-    return Engine.load(engine="durable"), Engine.load(engine="columnar")
+    return Engine.load(executor="durable"), Engine.load(executor="columnar")
 
 
 @pytest.fixture

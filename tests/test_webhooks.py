@@ -60,7 +60,7 @@ class Receiver:
 
 @pytest.fixture(scope="module")
 def engines() -> tuple[Engine, Engine]:
-    return Engine.load(engine="durable"), Engine.load(engine="columnar")
+    return Engine.load(executor="durable"), Engine.load(executor="columnar")
 
 
 @pytest.fixture
