@@ -459,7 +459,7 @@ class CaseBase(_Record):
     district: str | None = None
     department: str | None = None
     channel: Literal["online", "mobile", "window"] | None = None
-    # default_factory, not ``= []``: pydantic deep-copies a mutable default on every record (~1 µs each).
+    # default_factory, not ``= []``: pydantic deep-copies a mutable default on every record.
     pauses: list[Pause] = Field(default_factory=list)
     exemptions: list[Exemption] = Field(default_factory=list)
 

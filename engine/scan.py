@@ -716,8 +716,8 @@ class _Worker:
 class SeenCaseIds:
     """The case_ids met so far in a scan, as 128-bit hashes in sorted runs: 24 bytes an id.
 
-    A dict of ten million ids and their locations costs ~1.7 GB, which alone would break the memory
-    bound of a large scan. Here each chunk's new ids become one sorted run, and runs of similar size are
+    A dict of every id and its location grows with the input (ten times these 24 bytes an id), which alone
+    would break the memory bound of a large scan. Here each chunk's new ids become one sorted run, and runs of similar size are
     merged like a binary counter, so a lookup searches at most log2(chunks) runs and merging costs
     O(n log n) overall. Two different ids would have to agree on 128 bits of hash to be mistaken for one
     another.

@@ -116,7 +116,7 @@ class DurableExecutor:
     fact, then take the matched rules one by one (``start_action_for_state`` /
     ``complete_and_start_action``). The names of the rules that fired are the outcomes. Going round the
     ``Host`` class skips its per-action Python machinery (a state JSON round trip per fired rule), which
-    cost ~15 µs per rule; the matching itself is the same C engine either way.
+    cost more than the match; the matching itself is the same C engine either way.
     """
 
     name = "durable"
@@ -232,8 +232,8 @@ class DurableExecutor:
     def _codes(self, plan: KindPlan, fact: dict[str, Any]) -> list[str]:
         """Each rule's outcome code, from the durable rules that match the fact (asserted, then retracted).
 
-        The session stays: creating and deleting one per case cost more than the matching (16 µs against
-        7 µs a water case). Our rules each match one fact on its own fields, so the facts asserted before
+        The session stays: creating and deleting one per case cost more than the matching
+        (figures in commit c759872). Our rules each match one fact on its own fields, so the facts asserted before
         (all retracted) could not take part anyway.
         """
         codes = [""] * len(plan.rules)
