@@ -16,7 +16,6 @@ from pathlib import Path
 import orjson
 import polars as pl
 import pytest
-from conftest import construction, gas, loan, result, water
 from fastapi.testclient import TestClient
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -27,6 +26,7 @@ from engine.cases import validate_case
 from engine.core import CasesRefused
 from engine.errors import CalendarRangeError
 from engine.scan import Scanner, input_files
+from tests.builders import construction, gas, loan, result, water
 
 CASECHECK = Path(sys.executable).parent / "casecheck"
 PAST = "2027-01-05"  # the shipped calendar ends on 2026-12-31

@@ -27,7 +27,7 @@ from engine.errors import CalendarRangeError, RulePackError
 from engine.resources import ENV_DATA
 from engine.rules import load_packs
 from engine.scan import Scanner
-from tests.conftest import water
+from tests.builders import water
 
 ROOT = Path(__file__).parent.parent
 runner = CliRunner()

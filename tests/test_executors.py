@@ -12,7 +12,6 @@ import numpy as np
 import orjson
 import polars as pl
 import pytest
-from conftest import water
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -36,6 +35,7 @@ from engine.executors.plan import (
 )
 from engine.generate import generate_cases
 from engine.measures import Batch, measure_batch
+from tests.builders import water
 
 AS_OF = date(2026, 11, 24)
 

@@ -9,13 +9,13 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import water
 
 from engine import Engine
 from engine.calendar import load_calendar
 from engine.cases import validate_case
 from engine.errors import RulePackError
 from engine.rules import load_pack_from
+from tests.builders import water
 
 CASECHECK = str(Path(sys.executable).parent / "casecheck")
 SOURCE = {"task": 29, "clause": "申请材料不超过1份"}

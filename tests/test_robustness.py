@@ -20,7 +20,7 @@ import engine.core
 import engine.scan
 from engine.api import Settings, create_app
 from engine.cli import app
-from tests.conftest import AS_OF, water
+from tests.builders import AS_OF, water
 
 SAMPLES = Path(__file__).parent.parent / "cases" / "samples"
 BOM = b"\xef\xbb\xbf"

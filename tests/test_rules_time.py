@@ -10,7 +10,11 @@ from __future__ import annotations
 from datetime import date, timedelta
 
 import pytest
-from conftest import (
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from engine.calendar import load_calendar
+from tests.builders import (
     bankruptcy,
     ccc,
     check,
@@ -25,10 +29,6 @@ from conftest import (
     status,
     water,
 )
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
-
-from engine.calendar import load_calendar
 
 NA = "not_applicable"
 D = date.fromisoformat

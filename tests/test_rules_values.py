@@ -8,7 +8,8 @@ from __future__ import annotations
 import re
 
 import pytest
-from conftest import (
+
+from tests.builders import (
     PER_CASE_RULES,
     bankruptcy,
     ccc,

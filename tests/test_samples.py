@@ -13,11 +13,11 @@ from functools import cache
 from pathlib import Path
 
 import pytest
-from conftest import PER_CASE_RULES
 
 from engine import Engine
 from engine.domain import KINDS
 from engine.rules import load_pack
+from tests.builders import PER_CASE_RULES
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT / "cases" / "samples"

@@ -16,7 +16,6 @@ from typing import Any
 import numpy as np
 import orjson
 import pytest
-from conftest import water
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -26,6 +25,7 @@ from engine.errors import InvalidCase
 from engine.generate import generate_cases
 from engine.rules import measure_fields
 from engine.verdicts import WORDED_RESULTS, _as_integers
+from tests.builders import water
 
 SAMPLES = Path(__file__).resolve().parent.parent / "cases" / "samples"
 

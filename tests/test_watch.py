@@ -24,7 +24,7 @@ from engine.errors import RulePackError
 from engine.resources import shipped_dir
 from engine.rules import load_pack_from
 from engine.watch import ManualClock, StaleUpdate, Watcher, WatchStore
-from tests.conftest import property_registration, water
+from tests.builders import property_registration, water
 
 RULE = "water.no_external.2wd"
 

@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from engine.domain import SHANGHAI
-from tests.conftest import water
+from tests.builders import water
 from tests.test_api import Server, running
 
 

@@ -23,7 +23,7 @@ from engine import Engine
 from engine.domain import SHANGHAI
 from engine.watch import ManualClock, Watcher, WatchStore, to_micros
 from engine.webhooks import IDEMPOTENCY_HEADER, WebhookSender, backoff_seconds
-from tests.conftest import water
+from tests.builders import water
 from tests.test_api import INITDB, postgres_server
 
 RULE = "water.no_external.2wd"
