@@ -14,8 +14,9 @@ import pytest
 from pytest_benchmark.fixture import BenchmarkFixture
 
 from engine import Engine
+from engine.batch import Batch
 from engine.cases import validate_case
-from engine.measures import Batch, measure_batch
+from engine.measures import measure_batch
 
 AS_OF = "2026-11-24"
 AS_OF_DAY = date.fromisoformat(AS_OF)

@@ -23,9 +23,10 @@ import pytest
 from pytest_benchmark.fixture import BenchmarkFixture
 
 from engine import Engine
+from engine.batch import Batch
 from engine.cases import validate_case
 from engine.generate import generate_cases, write_cases
-from engine.measures import Batch, Measured, measure_batch
+from engine.measures import Measured, measure_batch
 from engine.scan import Scanner, input_files
 
 CASES = int(os.environ.get("CASECHECK_BENCH_CASES", "1000000"))

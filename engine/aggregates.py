@@ -14,11 +14,11 @@ from typing import Any, Literal
 import numpy as np
 import polars as pl
 
+from engine.batch import Batch
 from engine.calendar import WorkdayIndex
 from engine.domain import NO_GROUP
 from engine.executors.columnar import COMPARE, compile_predicate, fact_series
 from engine.executors.plan import lower
-from engine.measures import Batch
 from engine.rules import (
     AggregateRule,
     FieldMeasure,

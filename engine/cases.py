@@ -11,6 +11,7 @@ Validation collects every problem of a record in one pass (pydantic does the col
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import re
@@ -69,6 +70,7 @@ __all__ = [
     "calendar_bounds",
     "case_adapter",
     "case_json_schema",
+    "field_type",
     "leaf_types",
     "local_date",
     "shown",
@@ -792,3 +794,24 @@ def case_json_schema(kind: str | None = None) -> dict[str, Any]:
     if model is None:
         raise ValueError(f"unknown kind {kind!r}; valid kinds: {_VALID_KINDS}")
     return model.model_json_schema()
+
+
+@functools.cache
+def field_type(kind: str, path: str) -> str:
+    """``date``, ``money``, ``number`` or ``other``: read from the case model, since a column whose
+    values are all absent still needs its dtype."""
+    model: Any = CASE_MODELS[kind]
+    leaves: list[Any] = []
+    for part in path.split("."):
+        info = model.model_fields.get(part)
+        if info is None:
+            return "other"
+        leaves = leaf_types(info.annotation)
+        model = next((t for t in leaves if isinstance(t, type) and issubclass(t, BaseModel)), None)
+    if date in leaves or datetime in leaves:
+        return "date"
+    if Decimal in leaves:
+        return "money"
+    if float in leaves or int in leaves:
+        return "number"
+    return "other"

@@ -15,13 +15,14 @@ from typing import Any, Literal, Protocol, TypeVar
 import numpy as np
 import orjson
 
+from engine.batch import Batch
 from engine.calendar import WorkdayIndex, load_calendar
 from engine.cases import Case, CaseBase, shown_error, validate_case
 from engine.domain import KINDS, SHANGHAI
 from engine.errors import CalendarRangeError, CaseError
 from engine.executors.plan import KindPlan, plan_kind, status_of
-from engine.measures import Batch, Measured, measure_batch, referenced_fields
-from engine.rules import RulePack, load_packs
+from engine.measures import Measured, measure_batch
+from engine.rules import RulePack, load_packs, referenced_fields
 from engine.verdicts import Lang, SerialisedVerdicts, Verdict, VerdictBuilder
 
 __all__ = [

@@ -37,6 +37,7 @@ import pyarrow.parquet as pq
 from pydantic import AfterValidator, BaseModel
 from pydantic_core import PydanticUndefined
 
+from engine.batch import NAT_DAY, Batch, Pauses, date_rows, exemption_columns
 from engine.cases import (
     CASE_MODELS,
     MAX_DEPTH,
@@ -48,7 +49,6 @@ from engine.cases import (
     leaf_types,
 )
 from engine.domain import EPOCH_ORDINAL, PAUSE_REASONS
-from engine.measures import NAT_DAY, Batch, Pauses, date_rows, exemption_columns
 
 __all__ = [
     "Block",

@@ -57,6 +57,7 @@ __all__ = [
     "load_packs",
     "measure_fields",
     "pack_folders",
+    "referenced_fields",
     "rule_fields",
     "unknown_field",
 ]
@@ -611,3 +612,15 @@ def diff_packs(old: RulePack, new: RulePack) -> list[str]:
         if changes:
             lines.append(f"~ {rule_id}: " + "; ".join(changes))
     return lines
+
+
+def referenced_fields(pack: RulePack, kind: str) -> list[str]:
+    """Every case field that the kind's rules read, so a batch carries exactly those columns."""
+    found: dict[str, None] = {pack.anchor(kind): None}
+    for rule in pack.by_kind[kind]:
+        if rule.when is not None:
+            for leaf in iter_leaves(rule.when):
+                found[leaf.field] = None
+        for name in measure_fields(rule.measure):
+            found[name] = None
+    return list(found)

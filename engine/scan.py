@@ -32,6 +32,7 @@ import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
 from engine.aggregates import AggregateAccumulator, Period
+from engine.batch import Batch
 from engine.calendar import WorkdayIndex
 from engine.cases import Case, shown_id, validate_case
 from engine.core import Engine, Setup, isolated, parse_as_of, refused_reason
@@ -39,7 +40,7 @@ from engine.errors import CalendarRangeError, InputError, InvalidCase
 from engine.errors import CaseError as CaseProblem
 from engine.executors.plan import KindPlan, status_of
 from engine.ingest import Block, Located, RecordFrame, ndjson_blocks, parquet_blocks, validate_frame
-from engine.measures import Batch, Measured, measure_batch
+from engine.measures import Measured, measure_batch
 from engine.verdicts import CASE_VERDICTS
 
 __all__ = [

@@ -16,6 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from engine import Engine
+from engine.batch import Batch
 from engine.cases import validate_case
 from engine.domain import KINDS
 from engine.errors import CalendarRangeError
@@ -34,7 +35,7 @@ from engine.executors.plan import (
     RulePlan,
 )
 from engine.generate import generate_cases
-from engine.measures import Batch, measure_batch
+from engine.measures import measure_batch
 from tests.builders import water
 
 AS_OF = date(2026, 11, 24)

@@ -24,7 +24,8 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from engine.cases import CASE_MODELS, validate_case
+from engine.batch import Batch
+from engine.cases import CASE_MODELS, field_type, validate_case
 from engine.core import Engine
 from engine.domain import SHANGHAI
 from engine.errors import InvalidCase
@@ -37,7 +38,6 @@ from engine.ingest import (
     read_parquet_frames,
     validate_frame,
 )
-from engine.measures import Batch, field_type
 from engine.scan import ChunkChecker
 
 BASE = list(generate_cases(400, seed=11))

@@ -23,9 +23,10 @@ import durable_rules_engine
 import numpy as np
 import orjson
 
+from engine.batch import NAT_DAY
 from engine.executors.facts import FactLayout
 from engine.executors.plan import And, Cmp, Has, KindPlan, Lacks, Or, Predicate, Ref, RulePlan, keys_of
-from engine.measures import NAT_DAY, Measured
+from engine.measures import Measured
 
 __all__ = [
     "DurableExecutor",
