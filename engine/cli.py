@@ -11,7 +11,6 @@ import codecs
 import os
 import sys
 import tempfile
-from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal, NoReturn
@@ -25,7 +24,14 @@ from rich.table import Table
 from engine.calendar import load_calendar, notice_paths, notices_in_force, overlay_names
 from engine.cases import case_json_schema, shown_id, validate_case
 from engine.domain import KINDS
-from engine.errors import CalendarDataError, CalendarRangeError, CasecheckError, InvalidCase, RulePackError
+from engine.errors import (
+    CalendarDataError,
+    CalendarRangeError,
+    CasecheckError,
+    InvalidCase,
+    RecordError,
+    RulePackError,
+)
 from engine.resources import ENV_DATA, local_data_dir, shipped_dir, use_data_dir, year_file
 from engine.rules import AggregateRule, diff_packs, load_pack, load_pack_from, pack_folders
 from engine.store import DEFAULT_STORE
@@ -84,17 +90,7 @@ OverlayOption = Annotated[
 ]
 
 
-@dataclass
-class RecordError:
-    """A record that could not be checked: where it was and what was wrong."""
-
-    line: int
-    case_id: str | None
-    path: str
-    message: str
-
-
-def read_records(data: bytes) -> tuple[list[tuple[int, Any]], list[RecordError]]:
+def read_records(data: bytes, file: str) -> tuple[list[tuple[int, Any]], list[RecordError]]:
     """One JSON object, a JSON array, or NDJSON → (line, object) pairs, plus lines that are not JSON.
 
     Array items are numbered by position (1-based) since a pretty-printed array has no line per item.
@@ -103,14 +99,14 @@ def read_records(data: bytes) -> tuple[list[tuple[int, Any]], list[RecordError]]
     data = data.removeprefix(codecs.BOM_UTF8)
     stripped = data.lstrip()
     if not stripped:
-        return [], [RecordError(1, None, "$", "no case records: the input is empty")]
+        return [], [RecordError(file, 1, None, "$", "no case records: the input is empty")]
     if stripped.startswith(b"["):
         try:
             items = orjson.loads(data)
         except orjson.JSONDecodeError as exc:
-            return [], [RecordError(1, None, "$", f"invalid JSON: {exc}")]
+            return [], [RecordError(file, 1, None, "$", f"invalid JSON: {exc}")]
         if not items:
-            return [], [RecordError(1, None, "$", "no case records: the JSON array is empty")]
+            return [], [RecordError(file, 1, None, "$", "no case records: the JSON array is empty")]
         return list(enumerate(items, 1)), []
     try:
         return [(1, orjson.loads(data))], []
@@ -124,7 +120,7 @@ def read_records(data: bytes) -> tuple[list[tuple[int, Any]], list[RecordError]]
         try:
             records.append((number, orjson.loads(line)))
         except orjson.JSONDecodeError as exc:
-            errors.append(RecordError(number, None, "$", f"invalid JSON: {exc}"))
+            errors.append(RecordError(file, number, None, "$", f"invalid JSON: {exc}"))
     return records, errors
 
 
@@ -179,31 +175,32 @@ def load_engine(
         fail(f"--overlay: {exc}")
 
 
-def validated_records(data: bytes) -> tuple[list[tuple[int, Any, Case]], list[RecordError]]:
-    """Each valid record as (line, object, case), and every problem of the others with line and path."""
-    records, errors = read_records(data)
+def validated_records(data: bytes, file: str) -> tuple[list[tuple[int, Any, Case]], list[RecordError]]:
+    """Each valid record of ``data`` (read from ``file``) as (line, object, case), and every problem of the
+    others with line and path."""
+    records, errors = read_records(data, file)
     valid = []
     for line, obj in records:
         try:
             valid.append((line, obj, validate_case(obj)))
         except InvalidCase as exc:
             case_id = shown_id(obj.get("case_id")) if isinstance(obj, dict) else None
-            errors.extend(RecordError(line, case_id, e.path, e.message) for e in exc.errors)
+            errors.extend(RecordError(file, line, case_id, e.path, e.message) for e in exc.errors)
     return valid, errors
 
 
 def check_records(
-    data: bytes, as_of: date | None, lang: Literal["zh", "en"], engine: Engine
+    data: bytes, file: str, as_of: date | None, lang: Literal["zh", "en"], engine: Engine
 ) -> tuple[list[dict[str, Any]], list[RecordError]]:
     """Validate every record, check the valid ones, and keep every problem with its line and path; a
     record that fails while being checked is reported as such and the others are still checked."""
     from engine.core import isolated
 
-    valid, errors = validated_records(data)
+    valid, errors = validated_records(data, file)
     lines, cases = [line for line, _, _ in valid], [case for _, _, case in valid]
     done, failed = isolated(cases, lambda part: engine.check_many(part, as_of, lang))
     for position, error in failed.items():
-        errors.append(RecordError(lines[position], cases[position].case_id, error.path, error.message))
+        errors.append(RecordError(file, lines[position], cases[position].case_id, error.path, error.message))
     verdicts: list[dict[str, Any] | None] = [None] * len(cases)
     for positions, part in done:
         for position, verdict in zip(positions, part, strict=True):
@@ -229,7 +226,7 @@ def check(
     day = _as_of(as_of)
     loaded = load_engine(chosen_executor, pack, overlay)
     try:
-        verdicts, errors = check_records(_read_input(source), day, chosen_lang, loaded)
+        verdicts, errors = check_records(_read_input(source), source, day, chosen_lang, loaded)
     except CalendarRangeError as exc:
         fail(f"--as-of: {exc}")
     _report(errors)
@@ -261,7 +258,7 @@ def watch(
 
     day = parse_as_of(_as_of(as_of))
     engine = load_engine("columnar", pack, overlay)
-    valid, errors = validated_records(_read_input(source))
+    valid, errors = validated_records(_read_input(source), source)
     items = [(obj, case, None) for _, obj, case in valid]
     # A snapshot, not a history: a store of its own that lives as long as the command.
     store = WatchStore("sqlite:///:memory:")
@@ -278,7 +275,7 @@ def watch(
         if isinstance(answer, dict):
             cards.extend(answer["cards"])
         elif not isinstance(answer, StaleUpdate):  # a case_id repeated later in the file replaces it
-            errors.append(RecordError(line, case.case_id, "as_of", str(answer)))
+            errors.append(RecordError(source, line, case.case_id, "as_of", str(answer)))
     _report(errors)
     if not any(isinstance(answer, dict) for answer in answers):  # nothing could be judged
         raise typer.Exit(EXIT_INVALID)
@@ -568,7 +565,7 @@ def demo(
     engine = load_engine("durable")
     day = _as_of(as_of)
     for path in files:
-        verdicts, errors = check_records(path.read_bytes(), day, "zh", engine)
+        verdicts, errors = check_records(path.read_bytes(), str(path), day, "zh", engine)
         _report(errors)
         for verdict in verdicts:
             failing = ", ".join(r["rule"] for r in verdict["results"] if r["status"] == "fail")

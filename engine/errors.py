@@ -19,6 +19,7 @@ __all__ = [
     "InputError",
     "InvalidCase",
     "InvalidDate",
+    "RecordError",
     "RulePackError",
     "SparkInputError",
     "json_path",
@@ -74,6 +75,19 @@ class CaseError:
 
     def __str__(self) -> str:
         return f"{self.path}: {self.message}"
+
+
+@dataclass(frozen=True)
+class RecordError:
+    """A problem of one input record and where it is: the file (``-`` for standard input), the line (a
+    JSON array's item: its position; a Parquet row: its number), the case_id when it has one, the JSON
+    path and why. ``check``, ``watch``, ``scan`` and Spark scans report these; errors.jsonl holds them."""
+
+    file: str
+    line: int
+    case_id: str | None
+    path: str
+    message: str
 
 
 class InvalidCase(CasecheckError, ValueError):

@@ -36,7 +36,7 @@ from engine.batch import Batch
 from engine.calendar import WorkdayIndex
 from engine.cases import Case, shown_id, validate_case
 from engine.core import Engine, Setup, isolated, parse_as_of, refused_reason
-from engine.errors import CalendarRangeError, InputError, InvalidCase
+from engine.errors import CalendarRangeError, InputError, InvalidCase, RecordError
 from engine.errors import CaseError as CaseProblem
 from engine.executors.plan import KindPlan, status_of
 from engine.ingest import Block, Located, RecordFrame, ndjson_blocks, parquet_blocks, validate_frame
@@ -55,7 +55,6 @@ __all__ = [
     "VERDICT_NAMES",
     "ChunkChecker",
     "ChunkOutcome",
-    "ScanError",
     "ScanTotals",
     "Scanner",
     "SeenCaseIds",
@@ -118,15 +117,6 @@ REPEATING_COLUMNS = [
     "limit",
     "unit",
 ]
-
-
-@dataclass
-class ScanError:
-    file: str
-    line: int
-    case_id: str | None
-    path: str
-    message: str
 
 
 def input_form(path: Path) -> tuple[str, bool]:
@@ -245,7 +235,7 @@ class ChunkOutcome:
 
     verdicts: list[pa.Table] = field(default_factory=list)
     results: list[pa.Table] = field(default_factory=list)
-    errors: list[ScanError] = field(default_factory=list)
+    errors: list[RecordError] = field(default_factory=list)
     checked: int = 0
     verdict_counts: dict[str, int] = field(default_factory=dict)
     rule_counts: dict[str, dict[str, int]] = field(default_factory=dict)
@@ -383,7 +373,7 @@ class ChunkChecker:
         """The chunk's outcome; a record that fails while being checked is an error of its own, never
         its chunk's: a failing frame batch goes to pydantic's path, where ``isolated`` finds the record."""
         outcome = ChunkOutcome()
-        outcome.errors.extend(ScanError(chunk.file, line, None, "$", why) for line, why in chunk.unreadable)
+        outcome.errors.extend(RecordError(chunk.file, line, None, "$", why) for line, why in chunk.unreadable)
         aggregates = AggregateAccumulator(
             self.engine.pack, self.engine.calendar, self.as_of, self.period, self.by
         )
@@ -406,7 +396,7 @@ class ChunkChecker:
                 case_id = shown_id(record.get("case_id")) if isinstance(record, dict) else None
                 problems = exc.errors or [CaseProblem("$", "invalid case")]
                 outcome.errors.extend(
-                    ScanError(located.file, located.line, case_id, p.path, p.message) for p in problems
+                    RecordError(located.file, located.line, case_id, p.path, p.message) for p in problems
                 )
                 continue
             by_kind.setdefault(case.kind, []).append((located, case))
@@ -417,7 +407,7 @@ class ChunkChecker:
             for position, error in failed.items():
                 located, case = items[position]
                 outcome.errors.append(
-                    ScanError(located.file, located.line, case.case_id, error.path, error.message)
+                    RecordError(located.file, located.line, case.case_id, error.path, error.message)
                 )
         outcome.aggregates = dict(aggregates.groups)
         return outcome
@@ -478,7 +468,7 @@ class ChunkChecker:
         if undecidable is not None:
             reason = refused_reason(self.as_of, calendar.covered)
             outcome.errors.extend(
-                ScanError(file, line, case_id, "as_of", reason)
+                RecordError(file, line, case_id, "as_of", reason)
                 for line, case_id in zip(
                     lines[undecidable].tolist(), batch.case_id[undecidable].tolist(), strict=True
                 )
@@ -575,7 +565,7 @@ class ChunkChecker:
 
 def repeat_errors(
     chunk: RecordFrame, repeated: np.ndarray, firsts: list[tuple[str, int] | None]
-) -> list[ScanError]:
+) -> list[RecordError]:
     """The errors of the repeated records: the repeat, and whatever else is wrong with the record."""
     n = chunk.frame.height
     records = chunk.originals(np.flatnonzero(repeated[:n]))
@@ -586,7 +576,7 @@ def repeat_errors(
         case_id = shown_id(located.record.get("case_id"))
         first = next(where)
         errors.append(
-            ScanError(
+            RecordError(
                 chunk.file,
                 located.line,
                 case_id,
@@ -597,13 +587,13 @@ def repeat_errors(
         try:
             validate_case(located.record)
         except InvalidCase as exc:
-            errors += [ScanError(chunk.file, located.line, case_id, p.path, p.message) for p in exc.errors]
+            errors += [RecordError(chunk.file, located.line, case_id, p.path, p.message) for p in exc.errors]
     return errors
 
 
 def without_repeats(
     chunk: RecordFrame, firsts: list[tuple[str, int] | None]
-) -> tuple[RecordFrame, list[ScanError]]:
+) -> tuple[RecordFrame, list[RecordError]]:
     """The chunk without the records whose case_id came before (``firsts``, from ``SeenCaseIds``), and
     their errors."""
     if all(first is None for first in firsts):
@@ -855,7 +845,7 @@ class Scanner:
         (self.out / "summary.json").write_bytes(orjson.dumps(summary, option=orjson.OPT_INDENT_2))
         return summary
 
-    def _chunks(self, files: list[Path]) -> Iterator[tuple[RecordFrame, list[ScanError]]]:
+    def _chunks(self, files: list[Path]) -> Iterator[tuple[RecordFrame, list[RecordError]]]:
         """Chunks without their repeated case_ids; each with the repeats, as errors."""
         for path in files:
             for read in read_chunks(path):

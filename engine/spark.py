@@ -37,13 +37,12 @@ from pyspark.sql import types as T
 from engine.aggregates import AggregateAccumulator, Period
 from engine.core import Engine, Setup
 from engine.domain import TIME_ZONE
-from engine.errors import CalendarRangeError, SparkInputError
+from engine.errors import CalendarRangeError, RecordError, SparkInputError
 from engine.ingest import Block, frame_schema
 from engine.scan import (
     RESULTS_SCHEMA,
     VERDICTS_SCHEMA,
     ChunkChecker,
-    ScanError,
     ScanTotals,
     scan_summary,
     without_repeats,
@@ -161,7 +160,7 @@ def _checked(checker: ChunkChecker, job: _Job, name: str, part: pa.Table) -> Ite
         chunk = Block(name, texts, lines).frame()
     else:
         chunk = Block(name, part.drop_columns([FILE, LINE, FIRST_AT]), lines).frame()
-    outcome_errors: list[ScanError] = []
+    outcome_errors: list[RecordError] = []
     if any(first is not None for first in firsts_at):
         # The frame's rows first, then its records (``case_ids`` order); each row found by its line.
         at_line = dict(zip(lines.tolist(), firsts_at, strict=True))

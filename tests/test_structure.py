@@ -78,6 +78,7 @@ def test_the_package_public_api() -> None:
         "InputError",
         "InvalidCase",
         "InvalidDate",
+        "RecordError",
         "RulePackError",
         "SparkInputError",
         "json_path",
