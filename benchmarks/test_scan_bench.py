@@ -27,7 +27,8 @@ from engine.batch import Batch
 from engine.cases import validate_case
 from engine.generate import generate_cases, write_cases
 from engine.measures import Measured, measure_batch
-from engine.scan import Scanner, input_files
+from engine.reading import input_files
+from engine.scan import Scanner
 
 CASES = int(os.environ.get("CASECHECK_BENCH_CASES", "1000000"))
 EXECUTOR_CASES = 100_000

@@ -624,8 +624,9 @@ def scan(
     """Check every case of PATHS; write verdicts/results Parquet, errors.jsonl, summary.json, report.html."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+    from engine.reading import input_files
     from engine.report import write_report
-    from engine.scan import Scanner, input_files
+    from engine.scan import Scanner
 
     chosen_period = _choice(period, ("month", "quarter", "year"), "--period")
     if by is not None:

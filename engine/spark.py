@@ -1,7 +1,7 @@
 """casecheck on Apache Spark: the local scan's pipeline inside ``DataFrame.mapInArrow``.
 
 Each Arrow batch of case records goes through what a local scan runs on a chunk: the readers' column
-checks (``engine.ingest``), the measures and the columnar executor (``engine.scan.ChunkChecker``). Spark
+checks (``engine.ingest``), the measures and the columnar executor (``engine.chunks.ChunkChecker``). Spark
 adds what one machine cannot: the partitions, the duplicate ids found by a grouped window over the whole
 input, and the aggregates' partial sums combined by group. Nothing of the case data is collected to the
 driver: only per-split line counts, the summary's counts and the aggregate groups.
@@ -35,18 +35,12 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from engine.aggregates import AggregateAccumulator, Period
+from engine.chunks import RESULTS_SCHEMA, VERDICTS_SCHEMA, ChunkChecker, without_repeats
 from engine.core import Engine, Setup
 from engine.domain import TIME_ZONE
 from engine.errors import CalendarRangeError, RecordError, SparkInputError
 from engine.ingest import Block, frame_schema
-from engine.scan import (
-    RESULTS_SCHEMA,
-    VERDICTS_SCHEMA,
-    ChunkChecker,
-    ScanTotals,
-    scan_summary,
-    without_repeats,
-)
+from engine.scan import ScanTotals, scan_summary
 
 __all__ = [
     "SparkInput",

@@ -25,7 +25,8 @@ from engine.api import Settings, create_app
 from engine.cases import validate_case
 from engine.core import CasesRefused
 from engine.errors import CalendarRangeError
-from engine.scan import Scanner, input_files
+from engine.reading import input_files
+from engine.scan import Scanner
 from tests.builders import construction, gas, loan, result, water
 
 CASECHECK = Path(sys.executable).parent / "casecheck"

@@ -26,6 +26,7 @@ from hypothesis import strategies as st
 
 from engine.batch import Batch
 from engine.cases import CASE_MODELS, field_type, validate_case
+from engine.chunks import ChunkChecker
 from engine.core import Engine
 from engine.domain import SHANGHAI
 from engine.errors import InvalidCase
@@ -38,7 +39,6 @@ from engine.ingest import (
     read_parquet_frames,
     validate_frame,
 )
-from engine.scan import ChunkChecker
 
 BASE = list(generate_cases(400, seed=11))
 

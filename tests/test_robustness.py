@@ -16,8 +16,8 @@ import pytest
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
+import engine.chunks
 import engine.core
-import engine.scan
 from engine.api import Settings, create_app
 from engine.cli import app
 from tests.builders import AS_OF, water
@@ -160,7 +160,7 @@ def boom_on(case_id: str, monkeypatch: pytest.MonkeyPatch) -> None:
         return real(pack, batch, *args)
 
     monkeypatch.setattr(engine.core, "measure_batch", measure)
-    monkeypatch.setattr(engine.scan, "measure_batch", measure)
+    monkeypatch.setattr(engine.chunks, "measure_batch", measure)
 
 
 def twenty_with_boom() -> list[dict[str, Any]]:

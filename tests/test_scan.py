@@ -18,9 +18,11 @@ from hypothesis import strategies as st
 
 from engine import Engine
 from engine.cases import validate_case
+from engine.chunks import _failed_rules
 from engine.errors import RulePackError
 from engine.generate import generate_cases, write_cases
-from engine.scan import Scanner, SeenCaseIds, _failed_rules, input_files, read_ahead
+from engine.reading import input_files
+from engine.scan import Scanner, SeenCaseIds, read_ahead
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT / "cases" / "samples"
@@ -220,10 +222,10 @@ def test_worker_processes_give_the_same_outputs(
     """Blocks read here, built and checked in worker processes, merged in input order: identical to one
     process, over chunks of NDJSON, Parquet and a JSON array, with a repeat in a later chunk and a file
     (chunk) per worker and more chunks than workers."""
-    import engine.scan as scan_module
+    from engine import reading
 
-    monkeypatch.setattr(scan_module, "FRAME_CHUNK", 700)
-    monkeypatch.setattr(scan_module, "CHUNK", 700)
+    monkeypatch.setattr(reading, "FRAME_CHUNK", 700)
+    monkeypatch.setattr(reading, "CHUNK", 700)
     records = list(generate_cases(3000, seed=21))
     records.insert(1500, records[10])  # a duplicate, found by the reading process across chunks
     (tmp_path / "in.ndjson").write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in records) + b"{broken\n")
