@@ -25,6 +25,7 @@ from engine.errors import InvalidCase, RecordError
 from engine.executors.plan import KindPlan, status_of
 from engine.ingest import Located, RecordFrame, validate_frame
 from engine.measures import Measured, measure_batch
+from engine.verdicts import VERDICT_PRECEDENCE, result_verdict
 
 __all__ = [
     "GROUP_FIELDS",
@@ -34,6 +35,7 @@ __all__ = [
     "ChunkChecker",
     "ChunkOutcome",
     "repeat_errors",
+    "roll_up_verdicts",
     "without_repeats",
 ]
 
@@ -82,9 +84,9 @@ class ChunkOutcome:
     aggregates: dict[tuple[str, str, str | None], list[float]] = field(default_factory=dict)
 
 
-# Ordered by precedence, as ``verdicts.case_verdict``; then not_checked, the verdict of a kind without
+# Ordered by precedence (``verdicts.VERDICT_PRECEDENCE``); then not_checked, the verdict of a kind without
 # per-case rules.
-VERDICT_NAMES = ("pass", "pending", "warn", "fail", "not_checked")
+VERDICT_NAMES = (*VERDICT_PRECEDENCE, "not_checked")
 
 
 @dataclass(frozen=True)
@@ -99,7 +101,7 @@ class _RuleOutcomes:
     statuses: pl.Series
     status_names: tuple[str, ...]
     fails: np.ndarray  # bool per position
-    pending: np.ndarray
+    ranks: np.ndarray  # int64 per position: what the outcome says of the case, as its rank in VERDICT_NAMES
     decided: np.ndarray  # pass, fail or pending: the value and deadline mean something
 
     @classmethod
@@ -116,7 +118,7 @@ class _RuleOutcomes:
             pl.Series(statuses, dtype=pl.String),
             tuple(statuses),
             np.array([s == "fail" for s in statuses]),
-            np.array([s == "pending" for s in statuses]),
+            np.array([VERDICT_NAMES.index(result_verdict(s, rule.severity)) for s in statuses], np.int64),
             np.array([s in ("pass", "fail", "pending") for s in statuses]),
         )
 
@@ -131,8 +133,7 @@ class _KindOutcomes:
     codes: pl.Series
     statuses: pl.Series
     fails: np.ndarray
-    pending: np.ndarray
-    mandatory: np.ndarray  # per rule
+    ranks: np.ndarray
     rule_ids: pl.Series  # per rule, and the per-rule columns of results.parquet
     severities: pl.Series
     limits: pl.Series
@@ -151,8 +152,7 @@ class _KindOutcomes:
             pl.concat([rule.codes for rule in rules]) if rules else per_rule([]),
             pl.concat([rule.statuses for rule in rules]) if rules else per_rule([]),
             np.concatenate([rule.fails for rule in rules]) if rules else np.zeros(0, bool),
-            np.concatenate([rule.pending for rule in rules]) if rules else np.zeros(0, bool),
-            np.array([rule.severity == "mandatory" for rule in rules], bool),
+            np.concatenate([rule.ranks for rule in rules]) if rules else np.zeros(0, np.int64),
             per_rule([rule.rule_id for rule in rules]),
             per_rule([rule.severity for rule in rules]),
             per_rule([rule.limit for rule in rules]),
@@ -165,16 +165,12 @@ def _repeated(text: str, n: int) -> pl.Series:
     return pl.Series([text], dtype=pl.String).gather(np.zeros(n, np.int64))
 
 
-def _verdicts(fails: np.ndarray, pending: np.ndarray, mandatory: np.ndarray) -> np.ndarray:
-    """Case verdicts (positions in ``VERDICT_NAMES``) from (cases × rules) fail and pending matrices, as
-    ``verdicts.case_verdict`` rolls them up."""
-    if not fails.shape[1]:
-        return np.full(len(fails), VERDICT_NAMES.index("not_checked"), np.int64)
-    verdict = np.zeros(len(fails), np.int64)
-    verdict[pending.any(axis=1)] = 1
-    verdict[(fails & ~mandatory).any(axis=1)] = 2
-    verdict[(fails & mandatory).any(axis=1)] = 3
-    return verdict
+def roll_up_verdicts(ranks: np.ndarray) -> np.ndarray:
+    """Case verdicts (positions in ``VERDICT_NAMES``) from the (cases × rules) ranks of their outcomes:
+    the weightiest, as ``verdicts.case_verdict``."""
+    if not ranks.shape[1]:
+        return np.full(len(ranks), VERDICT_NAMES.index("not_checked"), np.int64)
+    return ranks.max(axis=1)
 
 
 def _failed_rules(fails: np.ndarray, rule_ids: list[str]) -> pl.Series:
@@ -322,7 +318,7 @@ class ChunkChecker:
         positions = engine.executor.positions(engine.plans[kind], measured)
         joined = positions + tables.shift  # (cases × rules) positions in the joined tables
         fails = tables.fails[joined]
-        verdict = _verdicts(fails, tables.pending[joined], tables.mandatory)
+        verdict = roll_up_verdicts(tables.ranks[joined])
         case_id = pl.Series(batch.case_id.tolist(), dtype=pl.String)
         district = pl.Series(batch.columns["district"].tolist(), dtype=pl.String)
         verdicts = pl.DataFrame(

@@ -26,6 +26,7 @@ from engine.rules import AllOf, Condition, Leaf, MonthsMeasure, NotOf, Rule
 __all__ = [
     "CASE_VERDICTS",
     "UNITS",
+    "VERDICT_PRECEDENCE",
     "WORDED_RESULTS",
     "CaseVerdict",
     "Lang",
@@ -37,6 +38,7 @@ __all__ = [
     "VerdictBuilder",
     "case_verdict",
     "quantity",
+    "result_verdict",
 ]
 
 Status = Literal["pass", "fail", "pending", "exempt", "not_applicable"]
@@ -627,21 +629,26 @@ def _conjunct(rule: Rule, k: int) -> Condition:
     return rule.when.all[k] if isinstance(rule.when, AllOf) else rule.when
 
 
-def case_verdict(results: list[dict[str, Any]]) -> str:
-    """fail if a mandatory rule fails; warn if an advisory one does; pending if any is pending; else pass;
-    not_checked when the kind has no per-case rule at all.
+def result_verdict(status: str, severity: str) -> CaseVerdict:
+    """What one result says of its case: a failed mandatory rule fails it, a failed advisory rule warns,
+    a pending rule leaves it pending; anything else lets it pass."""
+    if status == "fail":
+        return "fail" if severity == "mandatory" else "warn"
+    return "pending" if status == "pending" else "pass"
 
-    One pass that stops at the first mandatory failure: it runs for every case checked.
-    """
+
+# A case's verdict is the weightiest of what its results say, in this order; ``not_checked`` when its kind
+# has no per-case rule. The scan rolls up whole matrices of outcomes by the same ranks.
+VERDICT_PRECEDENCE: tuple[CaseVerdict, ...] = ("pass", "pending", "warn", "fail")
+_RANK = {
+    (status, severity): VERDICT_PRECEDENCE.index(result_verdict(status, severity))
+    for status in typing.get_args(Status)
+    for severity in ("mandatory", "advisory")
+}
+
+
+def case_verdict(results: list[dict[str, Any]]) -> str:
+    """The case verdict of its results (``VERDICT_PRECEDENCE``)."""
     if not results:
         return "not_checked"
-    warn = pending = False
-    for result in results:
-        status = result["status"]
-        if status == "fail":
-            if result["severity"] == "mandatory":
-                return "fail"
-            warn = True
-        elif status == "pending":
-            pending = True
-    return "warn" if warn else "pending" if pending else "pass"
+    return VERDICT_PRECEDENCE[max(_RANK[result["status"], result["severity"]] for result in results)]

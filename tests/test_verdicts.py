@@ -21,10 +21,11 @@ from hypothesis import strategies as st
 
 from engine import Engine
 from engine.cases import Case, validate_case
+from engine.chunks import VERDICT_NAMES, roll_up_verdicts
 from engine.errors import InvalidCase
 from engine.generate import generate_cases
 from engine.rules import measure_fields
-from engine.verdicts import WORDED_RESULTS, _as_integers
+from engine.verdicts import WORDED_RESULTS, _as_integers, case_verdict, result_verdict
 from tests.builders import water
 
 SAMPLES = Path(__file__).resolve().parent.parent / "cases" / "samples"
@@ -175,3 +176,38 @@ def test_kept_wordings_are_bounded(engine: Engine) -> None:
     for value in range(WORDED_RESULTS + 10):
         builder._measured_result("water.steps", "fail", "en", float(value), *[None] * 7)
     assert builder._measured_result.cache_info().currsize == WORDED_RESULTS
+
+
+@pytest.mark.parametrize(
+    ("results", "verdict"),
+    [
+        ([], "not_checked"),
+        ([("exempt", "mandatory"), ("not_applicable", "advisory")], "pass"),
+        ([("pass", "mandatory"), ("pending", "advisory")], "pending"),
+        ([("pending", "mandatory"), ("fail", "advisory")], "warn"),
+        ([("fail", "advisory"), ("fail", "mandatory"), ("pending", "mandatory")], "fail"),
+    ],
+)
+def test_case_verdict_by_hand(results: list[tuple[str, str]], verdict: str) -> None:
+    assert case_verdict([{"status": s, "severity": v} for s, v in results]) == verdict
+
+
+@given(
+    st.lists(
+        st.lists(
+            st.tuples(
+                st.sampled_from(["pass", "fail", "pending", "exempt", "not_applicable"]),
+                st.sampled_from(["mandatory", "advisory"]),
+            ),
+            min_size=3,
+            max_size=3,
+        ),
+        min_size=1,
+        max_size=20,
+    )
+)
+def test_a_scan_rolls_up_verdicts_as_a_single_check_does(cases: list[list[tuple[str, str]]]) -> None:
+    """The scan's matrix roll-up and the single check's agree for every mix of outcomes."""
+    ranks = np.array([[VERDICT_NAMES.index(result_verdict(s, v)) for s, v in case] for case in cases])
+    scanned = [VERDICT_NAMES[i] for i in roll_up_verdicts(ranks)]
+    assert scanned == [case_verdict([{"status": s, "severity": v} for s, v in case]) for case in cases]
