@@ -24,7 +24,7 @@ from engine.errors import CaseError as CaseProblem
 from engine.errors import InvalidCase, RecordError
 from engine.executors.plan import KindPlan, status_of
 from engine.ingest import Located, RecordFrame, validate_frame
-from engine.measures import Measured, measure_batch
+from engine.measures import Measured
 from engine.verdicts import VERDICT_PRECEDENCE, result_verdict
 
 __all__ = [
@@ -281,41 +281,33 @@ class ChunkChecker:
         outcome: ChunkOutcome,
         aggregates: AggregateAccumulator,
     ) -> None:
-        for rows, calendar in self.engine.calendars_of(batch):
-            if rows is None:
-                self._check_on(batch, calendar, file, lines, outcome, aggregates)
-            else:
-                self._check_on(batch.take(rows), calendar, file, lines[rows], outcome, aggregates)
+        for part in self.engine.measure(batch, self.as_of):
+            if len(part.refused):
+                reason = refused_reason(self.as_of, part.calendar.covered)
+                outcome.errors.extend(
+                    RecordError(file, line, case_id, "as_of", reason)
+                    for line, case_id in zip(
+                        lines[part.refused].tolist(), batch.case_id[part.refused].tolist(), strict=True
+                    )
+                )
+            if part.measured is not None:
+                at = lines if part.rows is None else lines[part.rows]
+                self._check_on(part.measured, part.calendar, file, at, outcome, aggregates)
 
     def _check_on(
         self,
-        batch: Batch,
+        measured: Measured,
         calendar: WorkdayIndex,
         file: str,
         lines: np.ndarray,
         outcome: ChunkOutcome,
         aggregates: AggregateAccumulator,
     ) -> None:
-        """The batch's cases measured on one calendar (the run's, or the overlay their field maps to)."""
-        engine = self.engine
+        """The outcome of a batch measured on one calendar (the run's, or the overlay a field maps to)."""
+        batch = measured.batch
         kind = batch.kind
-        measured = measure_batch(engine.pack, batch, calendar, self.as_of)
-        undecidable = engine.undecidable(measured)
-        if undecidable is not None:
-            reason = refused_reason(self.as_of, calendar.covered)
-            outcome.errors.extend(
-                RecordError(file, line, case_id, "as_of", reason)
-                for line, case_id in zip(
-                    lines[undecidable].tolist(), batch.case_id[undecidable].tolist(), strict=True
-                )
-            )
-            kept = np.flatnonzero(~undecidable)
-            if not len(kept):
-                return
-            batch, lines = batch.take(kept), lines[kept]
-            measured = measure_batch(engine.pack, batch, calendar, self.as_of)
         tables = self.outcomes[kind]
-        positions = engine.executor.positions(engine.plans[kind], measured)
+        positions = self.engine.positions(measured)
         joined = positions + tables.shift  # (cases × rules) positions in the joined tables
         fails = tables.fails[joined]
         verdict = roll_up_verdicts(tables.ranks[joined])

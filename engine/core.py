@@ -30,6 +30,7 @@ __all__ = [
     "Engine",
     "Executor",
     "ExecutorName",
+    "MeasuredPart",
     "Setup",
     "isolated",
     "make_executor",
@@ -140,6 +141,20 @@ def make_executor(name: ExecutorName, plans: dict[str, KindPlan]) -> Executor:
 
         return ColumnarExecutor(plans)
     raise ValueError(f"unknown engine {name!r}: use durable or columnar")
+
+
+_NO_ROWS = np.zeros(0, np.int64)
+
+
+@dataclass(frozen=True)
+class MeasuredPart:
+    """Part of a batch measured on one calendar: its rows (None: every row of the batch), the rows that
+    cannot be judged as of the day (left out), and the measured batch of the others (None if none)."""
+
+    rows: np.ndarray | None
+    refused: np.ndarray
+    measured: Measured | None
+    calendar: WorkdayIndex
 
 
 @dataclass(frozen=True)
@@ -266,28 +281,42 @@ class Engine:
         self, cases: Sequence[Case], as_of: str | date | None, refused: dict[int, str]
     ) -> Iterator[tuple[str, list[int], Measured, WorkdayIndex]]:
         """Per kind and calendar: the input positions of its cases, their measured batch and the calendar
-        they were measured on. Cases that cannot be judged (``Measured.undecidable``) go into ``refused``
-        instead."""
+        they were measured on. Cases that cannot be judged go into ``refused`` instead."""
         day = parse_as_of(as_of)
         by_kind: dict[str, list[int]] = {}
         for position, case in enumerate(cases):
             by_kind.setdefault(case.kind, []).append(position)
         for kind, of_kind in by_kind.items():
             whole = Batch.from_cases(kind, [cases[p] for p in of_kind], self.fields[kind])
-            for rows, calendar in self.calendars_of(whole):
-                batch = whole if rows is None else whole.take(rows)
-                positions = of_kind if rows is None else [of_kind[row] for row in rows.tolist()]
-                measured = measure_batch(self.pack, batch, calendar, day)
-                undecidable = self.undecidable(measured)
-                if undecidable is not None:
-                    reason = refused_reason(day, calendar.covered)
-                    refused.update((positions[row], reason) for row in np.flatnonzero(undecidable).tolist())
-                    kept = np.flatnonzero(~undecidable)
-                    if not len(kept):
-                        continue
-                    positions = [positions[row] for row in kept.tolist()]
-                    measured = measure_batch(self.pack, batch.take(kept), calendar, day)
-                yield kind, positions, measured, calendar
+            for part in self.measure(whole, day):
+                if len(part.refused):
+                    reason = refused_reason(day, part.calendar.covered)
+                    refused.update((of_kind[row], reason) for row in part.refused.tolist())
+                if part.measured is not None:
+                    positions = of_kind if part.rows is None else [of_kind[row] for row in part.rows.tolist()]
+                    yield kind, positions, part.measured, part.calendar
+
+    def measure(self, batch: Batch, as_of: date) -> list[MeasuredPart]:
+        """The batch measured as of a day, in parts by the calendar its cases are measured on (the run's,
+        or the overlay a case's field maps to); the cases that cannot be judged as of that day are left out
+        of the measured batch and named in ``refused``."""
+        parts = []
+        for rows, calendar in self.calendars_of(batch):
+            part = batch if rows is None else batch.take(rows)
+            measured = measure_batch(self.pack, part, calendar, as_of)
+            undecidable = self.undecidable(measured)
+            if undecidable is None:
+                parts.append(MeasuredPart(rows, _NO_ROWS, measured, calendar))
+                continue
+            every = np.arange(batch.n) if rows is None else rows
+            kept = np.flatnonzero(~undecidable)
+            remeasured = measure_batch(self.pack, part.take(kept), calendar, as_of) if len(kept) else None
+            parts.append(MeasuredPart(every[kept], every[undecidable], remeasured, calendar))
+        return parts
+
+    def positions(self, measured: Measured) -> np.ndarray:
+        """(cases × rules) outcome positions of a measured batch, by the engine's executor."""
+        return self.executor.positions(self.plans[measured.batch.kind], measured)
 
     def undecidable(self, measured: Measured) -> np.ndarray | None:
         """The rows of a measured batch that cannot be judged (``Measured.undecidable``); None if none."""
