@@ -9,14 +9,14 @@ from __future__ import annotations
 
 from collections import defaultdict
 from datetime import date
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import polars as pl
 
 from engine.batch import Batch
 from engine.calendar import WorkdayIndex
-from engine.domain import NO_GROUP
+from engine.domain import NO_GROUP, Period
 from engine.executors.columnar import COMPARE, compile_predicate, fact_series
 from engine.executors.plan import lower
 from engine.rules import (
@@ -31,13 +31,11 @@ from engine.rules import (
 __all__ = [
     "PERIOD_MONTHS",
     "AggregateAccumulator",
-    "Period",
     "period_code",
     "period_codes",
     "period_label",
 ]
 
-Period = Literal["month", "quarter", "year"]
 PERIOD_MONTHS: dict[Period, int] = {"month": 1, "quarter": 3, "year": 12}
 
 

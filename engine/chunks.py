@@ -15,11 +15,12 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
-from engine.aggregates import AggregateAccumulator, Period
+from engine.aggregates import AggregateAccumulator
 from engine.batch import Batch
 from engine.calendar import WorkdayIndex
 from engine.cases import Case, shown_id, validate_case
 from engine.core import Engine, isolated, refused_reason
+from engine.domain import Period
 from engine.errors import CaseError as CaseProblem
 from engine.errors import InvalidCase, RecordError
 from engine.executors.plan import KindPlan, status_of

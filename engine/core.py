@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, fields
 from datetime import date, datetime
-from typing import Any, Literal, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import numpy as np
 import orjson
@@ -18,18 +18,17 @@ import orjson
 from engine.batch import Batch
 from engine.calendar import WorkdayIndex, load_calendar
 from engine.cases import Case, CaseBase, shown_error, validate_case
-from engine.domain import KINDS, SHANGHAI
+from engine.domain import KINDS, SHANGHAI, ExecutorName, Lang
 from engine.errors import CalendarRangeError, CaseError
 from engine.executors.plan import KindPlan, plan_kind, status_of
 from engine.measures import Measured, measure_batch
 from engine.rules import RulePack, load_packs, referenced_fields
-from engine.verdicts import Lang, SerialisedVerdicts, Verdict, VerdictBuilder
+from engine.verdicts import SerialisedVerdicts, Verdict, VerdictBuilder
 
 __all__ = [
     "CasesRefused",
     "Engine",
     "Executor",
-    "ExecutorName",
     "MeasuredPart",
     "Setup",
     "isolated",
@@ -40,7 +39,6 @@ __all__ = [
     "today_in_shanghai",
 ]
 
-ExecutorName = Literal["durable", "columnar"]
 T = TypeVar("T")
 
 

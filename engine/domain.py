@@ -1,5 +1,6 @@
 """The domain's words, defined once: the plan's time zone, the kinds of case, the pause reasons, the day
-numbering shared by every backend, and the label of a case without a group."""
+numbering shared by every backend, the label of a case without a group, the message languages, the
+executors, the aggregate periods and the fields aggregates may be grouped by."""
 
 from __future__ import annotations
 
@@ -11,13 +12,18 @@ from zoneinfo import ZoneInfo
 __all__ = [
     "EPOCH",
     "EPOCH_ORDINAL",
+    "EXECUTORS",
     "KINDS",
     "NO_GROUP",
     "PAUSE_REASONS",
     "SHANGHAI",
     "TIME_ZONE",
+    "ExecutorName",
+    "GroupBy",
     "Kind",
+    "Lang",
     "PauseReason",
+    "Period",
 ]
 
 # Every local date and deadline is a day in Ningbo: timestamps without a zone are read in it.
@@ -51,3 +57,9 @@ EPOCH_ORDINAL = EPOCH.toordinal()
 
 # Aggregates and the report group cases without the grouping field (say, no district) under this label.
 NO_GROUP = "(未填)"
+
+Lang = Literal["zh", "en"]  # the languages verdicts are worded in
+ExecutorName = Literal["durable", "columnar"]
+EXECUTORS: tuple[ExecutorName, ...] = typing.get_args(ExecutorName)
+Period = Literal["month", "quarter", "year"]  # the periods aggregate targets are judged over
+GroupBy = Literal["district", "department"]  # what aggregates and the report may also be grouped by

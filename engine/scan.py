@@ -27,9 +27,10 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from engine.aggregates import AggregateAccumulator, Period
+from engine.aggregates import AggregateAccumulator
 from engine.chunks import RESULTS_SCHEMA, VERDICTS_SCHEMA, ChunkChecker, ChunkOutcome, without_repeats
 from engine.core import Engine, Setup, parse_as_of
+from engine.domain import Period
 from engine.errors import CalendarRangeError, RecordError
 from engine.ingest import RecordFrame
 from engine.reading import as_frame, read_chunks

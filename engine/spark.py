@@ -34,10 +34,10 @@ from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from engine.aggregates import AggregateAccumulator, Period
+from engine.aggregates import AggregateAccumulator
 from engine.chunks import RESULTS_SCHEMA, VERDICTS_SCHEMA, ChunkChecker, without_repeats
 from engine.core import Engine, Setup
-from engine.domain import TIME_ZONE
+from engine.domain import TIME_ZONE, Period
 from engine.errors import CalendarRangeError, RecordError, SparkInputError
 from engine.ingest import Block, frame_schema
 from engine.scan import ScanTotals, scan_summary

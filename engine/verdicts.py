@@ -19,6 +19,7 @@ import numpy as np
 import orjson
 from pydantic import BaseModel
 
+from engine.domain import Lang
 from engine.executors.plan import KindPlan, RulePlan, status_of
 from engine.measures import Measured, OpenNote, RuleMeasure
 from engine.rules import AllOf, Condition, Leaf, MonthsMeasure, NotOf, Rule
@@ -29,7 +30,6 @@ __all__ = [
     "VERDICT_PRECEDENCE",
     "WORDED_RESULTS",
     "CaseVerdict",
-    "Lang",
     "RuleResult",
     "SerialisedVerdicts",
     "Status",
@@ -42,7 +42,6 @@ __all__ = [
 ]
 
 Status = Literal["pass", "fail", "pending", "exempt", "not_applicable"]
-Lang = Literal["zh", "en"]
 CaseVerdict = Literal["pass", "warn", "pending", "fail", "not_checked"]
 CASE_VERDICTS: tuple[CaseVerdict, ...] = typing.get_args(CaseVerdict)  # the order reports show them in
 

@@ -26,6 +26,7 @@ from engine.cli.common import (
     EXIT_FAIL,
     EXIT_INVALID,
     EXIT_OK,
+    LANGS,
     AsOf,
     DataDirOption,
     ExecutorOption,
@@ -44,6 +45,7 @@ from engine.cli.common import (
     report_errors,
     validated_records,
 )
+from engine.domain import EXECUTORS
 
 __all__ = ["check", "demo", "schema", "watch"]
 
@@ -61,8 +63,8 @@ def check(
     data_dir: DataDirOption = None,
 ) -> None:
     """Check cases; print one verdict (pretty on a terminal) or NDJSON. Exit 0 pass, 1 fail, 2 invalid."""
-    chosen_lang = choice(lang, ("zh", "en"), "--lang")
-    chosen_executor = choice(executor, ("durable", "columnar"), "--executor")
+    chosen_lang = choice(lang, LANGS, "--lang")
+    chosen_executor = choice(executor, EXECUTORS, "--executor")
     day = as_of_day(as_of)
     loaded = load_engine(chosen_executor, pack, overlay)
     try:

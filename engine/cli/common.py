@@ -7,7 +7,7 @@ import codecs
 import sys
 from datetime import date
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Literal, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, get_args
 
 import orjson
 import typer
@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from engine.cases import shown_id, validate_case
+from engine.domain import EXECUTORS, ExecutorName, Lang
 from engine.errors import (
     CalendarDataError,
     CalendarRangeError,
@@ -34,6 +35,7 @@ __all__ = [
     "EXIT_FAIL",
     "EXIT_INVALID",
     "EXIT_OK",
+    "LANGS",
     "AsOf",
     "DataDirOption",
     "ExecutorOption",
@@ -73,8 +75,11 @@ AsOf = Annotated[
 ]
 DEFAULT_PACK = "ningbo-2020"
 PackOption = Annotated[str, typer.Option("--pack", help="Pack name or folder.")]
-LangOption = Annotated[str, typer.Option("--lang", help="Message language: zh or en.")]
-ExecutorOption = Annotated[str, typer.Option("--executor", "--engine", help="Executor: durable or columnar.")]
+LANGS: tuple[Lang, ...] = get_args(Lang)
+LangOption = Annotated[str, typer.Option("--lang", help=f"Message language: {' or '.join(LANGS)}.")]
+ExecutorOption = Annotated[
+    str, typer.Option("--executor", "--engine", help=f"Executor: {' or '.join(EXECUTORS)}.")
+]
 
 
 def _use_data_dir(folder: Path | None) -> Path | None:
@@ -175,9 +180,7 @@ def report_errors(errors: list[RecordError]) -> None:
         err.print(f"line {e.line}{who}: {e.path}: {e.message}", markup=False, highlight=False)
 
 
-def load_engine(
-    name: Literal["durable", "columnar"], packs: list[str] | None = None, overlay: str | None = None
-) -> Engine:
+def load_engine(name: ExecutorName, packs: list[str] | None = None, overlay: str | None = None) -> Engine:
     """Imported here, not at the top: `casecheck calendar …` should not pay for durable_rules and Polars.
     A pack or overlay that cannot be loaded is a user error."""
     from engine.core import Engine
@@ -205,7 +208,7 @@ def validated_records(data: bytes, file: str) -> tuple[list[tuple[int, Any, Case
 
 
 def check_records(
-    data: bytes, file: str, as_of: date | None, lang: Literal["zh", "en"], engine: Engine
+    data: bytes, file: str, as_of: date | None, lang: Lang, engine: Engine
 ) -> tuple[list[dict[str, Any]], list[RecordError]]:
     """Validate every record, check the valid ones, and keep every problem with its line and path; a
     record that fails while being checked is reported as such and the others are still checked."""

@@ -6,7 +6,7 @@ import os
 import tempfile
 from datetime import date
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, get_args
 
 import orjson
 import typer
@@ -36,6 +36,11 @@ from engine.cli.common import (
     load_engine,
     out,
 )
+from engine.domain import EXECUTORS, GroupBy, Period
+
+PERIODS: tuple[Period, ...] = get_args(Period)
+GROUPS: tuple[GroupBy, ...] = get_args(GroupBy)
+SPARK = "spark"  # columnar, on a Spark cluster
 
 __all__ = ["generate", "scan"]
 
@@ -48,10 +53,10 @@ def scan(
     out_dir: Annotated[Path, typer.Option("--out", help="Folder for the outputs.")] = Path("out"),
     as_of: AsOf = None,
     period: Annotated[
-        str, typer.Option("--period", help="Aggregate period: month, quarter or year.")
+        str, typer.Option("--period", help=f"Aggregate period: {', '.join(PERIODS)}.")
     ] = "month",
     by: Annotated[
-        str | None, typer.Option("--by", help="Also group aggregates by district or department.")
+        str | None, typer.Option("--by", help=f"Also group aggregates by {' or '.join(GROUPS)}.")
     ] = None,
     executor: Annotated[
         str,
@@ -89,10 +94,10 @@ def scan(
     from engine.report import write_report
     from engine.scan import Scanner
 
-    chosen_period = choice(period, ("month", "quarter", "year"), "--period")
+    chosen_period = choice(period, PERIODS, "--period")
     if by is not None:
-        choice(by, ("district", "department"), "--by")
-    chosen_executor = choice(executor, ("durable", "columnar", "spark"), "--executor")
+        choice(by, GROUPS, "--by")
+    chosen_executor = choice(executor, (*EXECUTORS, SPARK), "--executor")
     skipped: list[tuple[str, str]] = []
     try:
         files = input_files(paths, skipped)
@@ -110,7 +115,7 @@ def scan(
         workers = (os.cpu_count() or 1) if large and chosen_executor == "durable" else 1
     day = as_of_day(as_of)
     _writable(out_dir)
-    if chosen_executor == "spark":
+    if chosen_executor == SPARK:
         if compare_pack:
             fail("--compare-pack is for local scans (--executor columnar or durable)")
         _spark_scan(files, out_dir, day, chosen_period, by, master, pack, overlay)

@@ -16,8 +16,8 @@ from typing import Any
 import orjson
 import polars as pl
 
-from engine.aggregates import PERIOD_MONTHS, Period, period_label
-from engine.domain import NO_GROUP
+from engine.aggregates import PERIOD_MONTHS, period_label
+from engine.domain import NO_GROUP, Period
 from engine.report.words import OP_ZH, unit_name
 from engine.rules import MonthsMeasure, RulePack, load_pack, load_packs
 from engine.verdicts import quantity

@@ -6,7 +6,7 @@ and a verdict never name the same unit differently.
 
 from __future__ import annotations
 
-from engine.aggregates import Period
+from engine.domain import Period
 from engine.verdicts import UNITS
 
 __all__ = ["OP_ZH", "PERIOD_ZH", "SEVERITY_ZH", "STATUS_ZH", "unit_name"]
