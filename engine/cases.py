@@ -381,7 +381,7 @@ def to_fen(amount: Decimal) -> int:
 # Models
 # ---------------------------------------------------------------------------------------------------------
 
-Text = Annotated[str, Field(min_length=1)]
+NonEmpty = Annotated[str, Field(min_length=1)]
 CASE_ID_MAX = 128
 OptionalTimestamp = Timestamp | None
 
@@ -435,7 +435,7 @@ class Exemption(_Record):
     """A documented exception for an exemptible rule (原则上/一般应); the reason is echoed in the verdict."""
 
     rule: str
-    reason: Text
+    reason: NonEmpty
 
 
 class Approval(_Record):

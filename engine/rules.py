@@ -48,7 +48,7 @@ __all__ = [
     "Scalar",
     "Source",
     "Strict",
-    "Text",
+    "Wording",
     "WorkingDaysMeasure",
     "diff_packs",
     "iter_leaves",
@@ -73,7 +73,9 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class Text(Strict):
+class Wording(Strict):
+    """A text in both languages verdicts are worded in."""
+
     zh: str
     en: str
 
@@ -84,7 +86,7 @@ class Leaf(Strict):
     field: str
     op: Operator
     value: Scalar | list[Scalar] | None = None
-    label: Text | None = None
+    label: Wording | None = None
 
     @model_validator(mode="after")
     def _value_fits_operator(self) -> Leaf:
@@ -101,17 +103,17 @@ class Leaf(Strict):
 
 class AllOf(Strict):
     all: list[Condition] = Field(min_length=1)
-    label: Text | None = None
+    label: Wording | None = None
 
 
 class AnyOf(Strict):
     any: list[Condition] = Field(min_length=1)
-    label: Text | None = None
+    label: Wording | None = None
 
 
 class NotOf(Strict):
     not_: Condition = Field(alias="not")
-    label: Text | None = None
+    label: Wording | None = None
 
 
 def _condition_tag(value: Any) -> str | None:
@@ -225,7 +227,7 @@ class Rule(Strict):
     """A per-case rule: judged for every case of its kind."""
 
     id: str = Field(pattern=r"^[a-z0-9_]+(\.[a-z0-9_]+)+$")
-    title: Text
+    title: Wording
     source: Source
     kind: Kind
     aggregate: Literal[False] = False
@@ -275,7 +277,7 @@ class AggregateRule(Strict):
     """A rule on a mean or a share over a group of cases (平均…, …率达到…)."""
 
     id: str = Field(pattern=r"^[a-z0-9_]+(\.[a-z0-9_]+)+$")
-    title: Text
+    title: Wording
     source: Source
     kind: Kind | Literal["*"]
     aggregate: Literal[True]
