@@ -307,7 +307,7 @@ class WorkdayIndex:
             return pos
         raise CalendarRangeError(day.year, self.covered)
 
-    def positions(self, days: DateArray | Iterable[DateLike]) -> np.ndarray:
+    def day_offsets(self, days: DateArray | Iterable[DateLike]) -> np.ndarray:
         """Day offsets into ``is_work``/``cum`` for an array of dates (``datetime64`` or convertible)."""
         try:
             arr = np.asarray(days, dtype="datetime64[D]")
@@ -339,7 +339,7 @@ class WorkdayIndex:
     def is_working_day(self, day: DateLike | np.ndarray) -> bool | np.ndarray:
         """Weekday not in a holiday block, or a make-up working day."""
         if isinstance(day, np.ndarray):
-            return self.is_work[self.positions(day)]
+            return self.is_work[self.day_offsets(day)]
         return self._is_work_list[self._pos(day)]
 
     @overload
@@ -356,8 +356,8 @@ class WorkdayIndex:
         The start day is not counted (民法典 第201条), so same-day completion is 0.
         """
         if isinstance(start, np.ndarray) or isinstance(end, np.ndarray):
-            ps = self.positions(start) if isinstance(start, np.ndarray) else self._pos(start)
-            pe = self.positions(end) if isinstance(end, np.ndarray) else self._pos(end)
+            ps = self.day_offsets(start) if isinstance(start, np.ndarray) else self._pos(start)
+            pe = self.day_offsets(end) if isinstance(end, np.ndarray) else self._pos(end)
             return self.cum[pe].astype(np.int64) - self.cum[ps]
         return self._cum_list[self._pos(end)] - self._cum_list[self._pos(start)]
 
@@ -391,7 +391,7 @@ class WorkdayIndex:
         return self._date_at(found)
 
     def _add_vectorized(self, day: DateLike | np.ndarray, n: int | np.ndarray) -> np.ndarray:
-        pos = self.positions(day) if isinstance(day, np.ndarray) else np.int64(self._pos(day))
+        pos = self.day_offsets(day) if isinstance(day, np.ndarray) else np.int64(self._pos(day))
         steps = np.asarray(n, dtype=np.int64)
         pos, steps = np.broadcast_arrays(pos, steps)
         back = self.cum[pos] - self.is_work[pos] + steps + 1
@@ -411,7 +411,7 @@ class WorkdayIndex:
     def roll_forward(self, day: DateLike | np.ndarray) -> date | np.ndarray:
         """The day itself if it is a working day, else the next one (民法典 第203条 rest-day extension)."""
         if isinstance(day, np.ndarray):
-            pos = self.positions(day)
+            pos = self.day_offsets(day)
             found = np.searchsorted(self.cum, self.cum[pos] - self.is_work[pos] + 1, side="left")
             if (found >= self._n).any():
                 raise self._beyond(forward=True)

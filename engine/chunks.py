@@ -282,7 +282,7 @@ class ChunkChecker:
         outcome: ChunkOutcome,
         aggregates: AggregateAccumulator,
     ) -> None:
-        for part in self.engine.measure(batch, self.as_of):
+        for part in self.engine.measured_parts(batch, self.as_of):
             if len(part.refused):
                 reason = refused_reason(self.as_of, part.calendar.covered)
                 outcome.errors.extend(
@@ -308,7 +308,7 @@ class ChunkChecker:
         batch = measured.batch
         kind = batch.kind
         tables = self.outcomes[kind]
-        positions = self.engine.positions(measured)
+        positions = self.engine.outcome_indices(measured)
         joined = positions + tables.shift  # (cases × rules) positions in the joined tables
         fails = tables.fails[joined]
         verdict = roll_up_verdicts(tables.ranks[joined])

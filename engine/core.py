@@ -49,7 +49,7 @@ class Executor(Protocol):
         """Per case, each rule's outcome code: what verdicts are worded from."""
         ...
 
-    def positions(self, plan: KindPlan, measured: Measured) -> np.ndarray:
+    def outcome_indices(self, plan: KindPlan, measured: Measured) -> np.ndarray:
         """(cases × rules) int64 positions of each rule's outcome in its ``outcomes``: what scans count."""
         ...
 
@@ -263,7 +263,7 @@ class Engine:
         columns = {f.name: np.empty(len(cases), object) for f in fields(SerialisedVerdicts)}
         refused: dict[int, str] = {}
         for kind, positions, measured, calendar in self._measured(cases, as_of, refused):
-            outcomes = self.executor.positions(self.plans[kind], measured)
+            outcomes = self.executor.outcome_indices(self.plans[kind], measured)
             built = self.builder(kind, calendar).build_json(measured, outcomes, lang)
             for name, column in columns.items():
                 column[positions] = np.fromiter(getattr(built, name), object, len(positions))
@@ -286,7 +286,7 @@ class Engine:
             by_kind.setdefault(case.kind, []).append(position)
         for kind, of_kind in by_kind.items():
             whole = Batch.from_cases(kind, [cases[p] for p in of_kind], self.fields[kind])
-            for part in self.measure(whole, day):
+            for part in self.measured_parts(whole, day):
                 if len(part.refused):
                     reason = refused_reason(day, part.calendar.covered)
                     refused.update((of_kind[row], reason) for row in part.refused.tolist())
@@ -294,7 +294,7 @@ class Engine:
                     positions = of_kind if part.rows is None else [of_kind[row] for row in part.rows.tolist()]
                     yield kind, positions, part.measured, part.calendar
 
-    def measure(self, batch: Batch, as_of: date) -> list[MeasuredPart]:
+    def measured_parts(self, batch: Batch, as_of: date) -> list[MeasuredPart]:
         """The batch measured as of a day, in parts by the calendar its cases are measured on (the run's,
         or the overlay a case's field maps to); the cases that cannot be judged as of that day are left out
         of the measured batch and named in ``refused``."""
@@ -312,14 +312,14 @@ class Engine:
             parts.append(MeasuredPart(every[kept], every[undecidable], remeasured, calendar))
         return parts
 
-    def positions(self, measured: Measured) -> np.ndarray:
+    def outcome_indices(self, measured: Measured) -> np.ndarray:
         """(cases × rules) outcome positions of a measured batch, by the engine's executor."""
-        return self.executor.positions(self.plans[measured.batch.kind], measured)
+        return self.executor.outcome_indices(self.plans[measured.batch.kind], measured)
 
     def undecidable(self, measured: Measured) -> np.ndarray | None:
         """The rows of a measured batch that cannot be judged (``Measured.undecidable``); None if none."""
         if all(m.beyond is None for m in measured.measures):
             return None
         plan = self.plans[measured.batch.kind]
-        rows = measured.undecidable(pending_outcomes(plan, self.executor.positions(plan, measured)))
+        rows = measured.undecidable(pending_outcomes(plan, self.executor.outcome_indices(plan, measured)))
         return rows if rows.any() else None

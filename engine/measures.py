@@ -316,22 +316,22 @@ class _Measurer:
         named[mask] = name
         return named
 
-    def check_positions(self, positions: np.ndarray) -> None:
-        """Raise if a calendar position (of a 1-d array) lies outside the calendar, with the calendar's
+    def check_day_offsets(self, offsets: np.ndarray) -> None:
+        """Raise if a day offset into the calendar (of a 1-d array) lies outside it, with the calendar's
         own error.
 
         The case models already guarantee real dates, so the common case needs one argmax instead of
-        ``positions``' full checks; when any position is out of range (or NaT), ``calendar.positions``
+        ``day_offsets``' full checks; when any offset is out of range (or NaT), ``calendar.day_offsets``
         runs on the dates, so the message and the offending year stay exactly those of the calendar.
         """
-        # Viewed as unsigned, negative positions (and NaT, the most negative int64) exceed any length,
+        # Viewed as unsigned, negative offsets (and NaT, the most negative int64) exceed any length,
         # so the largest checks both ends of the range. Found by ``argmax``: a third of the instructions
         # of the ``maximum`` reduction on a batch of one.
-        if positions.size:
-            unsigned = positions.view(np.uint64)  # 1-d (both callers'), so argmax's flat index indexes it
+        if offsets.size:
+            unsigned = offsets.view(np.uint64)  # 1-d (both callers'), so argmax's flat index indexes it
             # The length as a Python int: comparing the scalar with the 0-d ``end`` costs three times as much.
             if unsigned[unsigned.argmax()] >= self.constants.end.item():
-                self.calendar.positions((positions + self.first_day).view(DAY_DTYPE))
+                self.calendar.day_offsets((offsets + self.first_day).view(DAY_DTYPE))
 
     def measure(self, rule: Rule) -> RuleMeasure:
         """Any measure but working days, which ``measure_batch`` takes for all rules of a kind at once."""
@@ -386,7 +386,7 @@ class _Measurer:
             # to as_of needs no calendar). Rows without a start are checked at the first day.
             both_valid = np.concatenate((valid, valid))
             days = np.where(both_valid, np.concatenate((start, np.where(is_open, start, end))), self.first)
-            self.check_positions(days.view(np.int64) - self.first_day)
+            self.check_day_offsets(days.view(np.int64) - self.first_day)
             if np.count_nonzero(is_open):  # closed cases keep their own end; no substitution to make
                 not_started = is_open & (start > self.as_of.day)
                 end = np.where(is_open, np.where(not_started, start, self.as_of.day), end)
@@ -430,7 +430,7 @@ class _Measurer:
             # An open case that starts after as_of has nothing elapsed yet: its window ends at its start.
             not_started = is_open & (positions[1] < positions[0])
             np.copyto(positions[1], positions[0], where=not_started)
-        self.check_positions(every)
+        self.check_day_offsets(every)
         tallies = self.paused_working_days(group, positions, every[windows:])
         excluded, not_excluded = tallies.astype(np.int64)
         # Then their start goes to position -1, NaN in ``cum_nan``: their count is NaN, and so is their

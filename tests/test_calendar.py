@@ -133,9 +133,9 @@ def test_result_past_the_last_covered_day_raises() -> None:
 def test_positions_names_the_first_offending_year() -> None:
     days = np.array(["2026-01-05", "2028-03-01", "2001-01-01"], dtype="datetime64[D]")
     with pytest.raises(CalendarRangeError, match="2028"):
-        IDX.positions(days)
+        IDX.day_offsets(days)
     ok = np.array(["2004-01-01", "2026-12-31"], dtype="datetime64[D]")
-    assert IDX.positions(ok).tolist() == [0, len(IDX.cum) - 1]
+    assert IDX.day_offsets(ok).tolist() == [0, len(IDX.cum) - 1]
 
 
 def test_workalendar_class_refuses_uncovered_years() -> None:
@@ -189,7 +189,7 @@ def test_wrong_type_and_nat() -> None:
     with pytest.raises(TypeError, match="int"):
         IDX.is_working_day(20260302)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="NaT"):
-        IDX.positions(np.array(["2026-03-02", "NaT"], dtype="datetime64[D]"))
+        IDX.day_offsets(np.array(["2026-03-02", "NaT"], dtype="datetime64[D]"))
 
 
 # -- overlays ----------------------------------------------------------------------------------------
@@ -303,7 +303,7 @@ def test_vectorized_matches_scalar(rows: list[tuple[date, date, int]]) -> None:
     between = IDX.working_days_between(starts, ends)
     assert between.tolist() == [IDX.working_days_between(s, e) for s, e, _ in rows]
     assert IDX.is_working_day(starts).tolist() == [IDX.is_working_day(s) for s, _, _ in rows]
-    pos_s, pos_e = IDX.positions(starts), IDX.positions(ends)
+    pos_s, pos_e = IDX.day_offsets(starts), IDX.day_offsets(ends)
     assert (IDX.cum[pos_e].astype(np.int64) - IDX.cum[pos_s] == between).all()
     inside = [(s, n) for s, _, n in rows if FIRST + timedelta(days=120) <= s <= LAST - timedelta(days=120)]
     if inside:

@@ -206,7 +206,7 @@ class ColumnarExecutor:
             raise RuntimeError(f"no outcome matched for rules {', '.join(unmatched)}")
         return outcomes
 
-    def positions(self, plan: KindPlan, measured: Measured) -> np.ndarray:
+    def outcome_indices(self, plan: KindPlan, measured: Measured) -> np.ndarray:
         if not plan.rules:
             return np.zeros((measured.batch.n, 0), np.int64)
         # ``outcome_frame``'s columns are the rules' chains in the plan's rule order already.
@@ -215,7 +215,7 @@ class ColumnarExecutor:
     def match(self, plan: KindPlan, measured: Measured) -> list[list[str]]:
         if not plan.rules:
             return [[] for _ in range(measured.batch.n)]
-        positions = self.positions(plan, measured)
+        positions = self.outcome_indices(plan, measured)
         columns = [
             np.array([o.code for o in rule_plan.outcomes], object)[positions[:, r]]
             for r, rule_plan in enumerate(plan.rules)

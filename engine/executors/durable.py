@@ -135,8 +135,8 @@ class DurableExecutor:
         self._fact_keys: dict[str, dict[str, str]] = {}
         self._layouts = {kind: FactLayout.of(plan) for kind, plan in plans.items()}
         # Per kind, per rule: outcome code → its position in the rule's outcomes, built once instead of
-        # on every call to ``positions`` (which, for a check of one case, cost more than the lookups).
-        self._positions: dict[str, list[dict[str, int]]] = {
+        # on every call to ``outcome_indices`` (which, for a check of one case, cost more than the lookups).
+        self._outcome_index: dict[str, list[dict[str, int]]] = {
             kind: [{o.code: i for i, o in enumerate(rp.outcomes)} for rp in plan.rules]
             for kind, plan in plans.items()
         }
@@ -223,9 +223,9 @@ class DurableExecutor:
             outcomes.append(self._codes(plan, fact))
         return outcomes
 
-    def positions(self, plan: KindPlan, measured: Measured) -> np.ndarray:
+    def outcome_indices(self, plan: KindPlan, measured: Measured) -> np.ndarray:
         """The matched codes as positions in each rule's outcomes (codes are unique within a rule)."""
-        index = self._positions[plan.kind]
+        index = self._outcome_index[plan.kind]
         codes = self.match(plan, measured)
         rows = [[index[r][code] for r, code in enumerate(row)] for row in codes]
         return np.array(rows, np.int64).reshape(measured.batch.n, len(plan.rules))
