@@ -34,7 +34,7 @@ from hypothesis import HealthCheck, given, settings
 from schemathesis.checks import not_a_server_error
 
 from engine import Engine
-from engine.api import _answer
+from engine.api.service import batch_answer
 from engine.errors import InvalidCase
 from engine.generate import generate_cases
 from engine.store import CheckRecord, CheckRows, Store, canonical_sha256, open_store
@@ -392,7 +392,7 @@ def test_batch_answers_each_record_as_a_single_check_does(
 
 @pytest.mark.parametrize("pattern", ["", "r", "v", "rv", "vr", "vvrv", "rrr", "vvv"])
 def test_batch_answer_is_orjson_of_the_whole(pattern: str) -> None:
-    """``_answer`` joins pre-serialised pieces; it must be byte for byte ``orjson.dumps`` of the answer,
+    """``batch_answer`` joins pre-serialised pieces; it must be byte for byte ``orjson.dumps`` of the answer,
     whichever items (r: refused, v: checked) come first or last."""
     verdicts = [
         {"case_id": f"C-{i}", "kind": "k", "results": [{"rule": "x", "n": i}]} for i in range(len(pattern))
@@ -419,7 +419,7 @@ def test_batch_answer_is_orjson_of_the_whole(pattern: str) -> None:
         "invalid": len(pattern) - checked,
         "results": items,
     }
-    assert _answer(refused, pieces) == orjson.dumps(expected)
+    assert batch_answer(refused, pieces) == orjson.dumps(expected)
 
 
 def test_batch_over_10000_cases_is_refused(client: httpx.Client) -> None:
@@ -883,7 +883,8 @@ def test_worker_factory_freezes_start_up_state_and_widens_the_young_generation(
 ) -> None:
     import gc
 
-    from engine.api import ENV_STORE, GC_YOUNG_THRESHOLD, app_from_env
+    from engine.api.app import GC_YOUNG_THRESHOLD, app_from_env
+    from engine.api.settings import ENV_STORE
 
     monkeypatch.setenv(ENV_STORE, f"sqlite:///{tmp_path / 'log.db'}")
     threshold = gc.get_threshold()
