@@ -14,6 +14,7 @@ __all__ = [
     "EPOCH_ORDINAL",
     "EXECUTORS",
     "KINDS",
+    "LANGS",
     "NO_GROUP",
     "PAUSE_REASONS",
     "SHANGHAI",
@@ -59,6 +60,7 @@ EPOCH_ORDINAL = EPOCH.toordinal()
 NO_GROUP = "(未填)"
 
 Lang = Literal["zh", "en"]  # the languages verdicts are worded in
+LANGS: tuple[Lang, ...] = typing.get_args(Lang)
 ExecutorName = Literal["durable", "columnar"]
 EXECUTORS: tuple[ExecutorName, ...] = typing.get_args(ExecutorName)
 Period = Literal["month", "quarter", "year"]  # the periods aggregate targets are judged over

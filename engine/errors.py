@@ -97,6 +97,10 @@ class InvalidCase(CasecheckError, ValueError):
         self.errors = errors
         super().__init__("; ".join(str(e) for e in errors))
 
+    def items(self) -> list[dict[str, str]]:
+        """Every problem as ``{"path", "message"}``: the error items of an HTTP answer."""
+        return [{"path": e.path, "message": e.message} for e in self.errors]
+
 
 def json_path(loc: tuple[int | str, ...] | list[int | str]) -> str:
     """A pydantic location → its JSON path (``pauses[1].end``); ``$`` for the record itself."""

@@ -92,7 +92,7 @@ def add_watch_routes(
         except orjson.JSONDecodeError as exc:
             raise api_error(422, "invalid JSON", [{"path": "$", "message": f"invalid JSON: {exc}"}]) from None
         except InvalidCase as exc:
-            raise api_error(422, "invalid case", _paths(exc)) from None
+            raise api_error(422, "invalid case", exc.items()) from None
         if case.case_id != case_id:
             message = f"must equal the case_id of the URL ({case_id!r})"
             raise api_error(422, "invalid case", [{"path": "case_id", "message": message}])
@@ -132,7 +132,7 @@ def add_watch_routes(
             except orjson.JSONDecodeError as exc:
                 results[index] = {**where, "ok": False, "errors": [{"path": "$", "message": str(exc)}]}
             except InvalidCase as exc:
-                results[index] = {**where, "ok": False, "errors": _paths(exc)}
+                results[index] = {**where, "ok": False, "errors": exc.items()}
         answers = await anyio.to_thread.run_sync(lambda: watcher.update_many(items, who))
         for index, answer in zip(positions, answers, strict=True):
             if isinstance(answer, StaleUpdate):
@@ -235,7 +235,3 @@ async def card_events(
         if idle >= STREAM_HEARTBEAT_SECONDS:
             idle = 0.0
             yield b": keep-alive\n\n"
-
-
-def _paths(exc: InvalidCase) -> list[dict[str, str]]:
-    return [{"path": e.path, "message": e.message} for e in exc.errors]

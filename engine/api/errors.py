@@ -19,7 +19,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from engine.api.responses import json_response
-from engine.errors import InvalidCase, json_path
+from engine.errors import json_path
 
 __all__ = [
     "ERRORS",
@@ -27,7 +27,6 @@ __all__ = [
     "ApiError",
     "ErrorBody",
     "ErrorItem",
-    "case_problems",
     "json_problem",
 ]
 
@@ -65,11 +64,6 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     413: {"model": ErrorBody, "description": "body over the size limit"},
     422: {"model": ErrorBody, "description": "invalid input; every problem with its JSON path"},
 }
-
-
-def case_problems(exc: InvalidCase) -> list[dict[str, str]]:
-    """A refused case's problems as error items."""
-    return [{"path": e.path, "message": e.message} for e in exc.errors]
 
 
 def json_problem(exc: orjson.JSONDecodeError) -> dict[str, str]:

@@ -17,7 +17,7 @@ import importlib.resources
 import logging
 from datetime import date
 from functools import partial
-from typing import Annotated, Literal
+from typing import Annotated
 
 import anyio
 import anyio.to_thread
@@ -42,9 +42,10 @@ from engine.api.schemas import (
 from engine.api.service import Service, rule_summary
 from engine.api.settings import MAX_BATCH_CASES, KeyHolder
 from engine.calendar import WorkdayIndex, to_local_date
+from engine.domain import LANGS, Lang
 from engine.errors import CalendarRangeError
 from engine.resources import local_data_dir
-from engine.verdicts import Lang, Verdict
+from engine.verdicts import Verdict
 
 __all__ = [
     "DOCS_PAGE",
@@ -117,7 +118,7 @@ AsOf = Annotated[
     ),
 ]
 LangQ = Annotated[
-    Literal["zh", "en"] | None,
+    Lang | None,
     Query(description="message language; overrides Accept-Language", examples=["en"]),
 ]
 AcceptLanguage = Annotated[str | None, Header(include_in_schema=False)]
@@ -159,14 +160,14 @@ async def _read_body(request: Request, limit: int) -> bytes:
 
 def pick_lang(lang: str | None, accept_language: str | None) -> Lang:
     """``lang`` wins; else the best-weighted of zh/en in Accept-Language; else zh (SPEC: Chinese default)."""
-    if lang in ("zh", "en"):
+    if lang in LANGS:
         return lang  # type: ignore[return-value]
     best: Lang = "zh"
     best_q = -1.0
     for part in (accept_language or "").split(","):
         tag, _, params = part.strip().partition(";")
         primary = tag.strip().lower().split("-")[0]
-        if primary not in ("zh", "en"):
+        if primary not in LANGS:
             continue
         q = 1.0
         for param in params.split(";"):

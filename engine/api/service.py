@@ -19,14 +19,15 @@ from typing import Any
 import anyio
 import orjson
 
-from engine.api.errors import ApiError, case_problems, json_problem
+from engine.api.errors import ApiError, json_problem
 from engine.api.settings import KeyHolder, Settings, load_api_keys
 from engine.cases import shown_id, validate_case
 from engine.core import Engine, isolated, parse_as_of
+from engine.domain import Lang
 from engine.errors import CalendarRangeError, InvalidCase
 from engine.rules import AggregateRule, Rule
 from engine.store import CheckRecord, CheckRows, Store, canonical_sha256, open_store
-from engine.verdicts import Lang, SerialisedVerdicts
+from engine.verdicts import SerialisedVerdicts
 
 __all__ = ["Service", "batch_answer", "rule_summary"]
 
@@ -58,7 +59,7 @@ class Service:
         try:
             case = validate_case(obj)
         except InvalidCase as exc:
-            raise ApiError(422, "invalid case", case_problems(exc)) from None
+            raise ApiError(422, "invalid case", exc.items()) from None
         try:
             verdict = self.durable.check_many([case], as_of, lang)[0]
         except CalendarRangeError as exc:
@@ -123,7 +124,7 @@ class Service:
             try:
                 case = validate_case(obj)
             except InvalidCase as exc:
-                errors += case_problems(exc)
+                errors += exc.items()
             if errors:
                 refused[index] = _refused(index, case_id, errors)
                 continue

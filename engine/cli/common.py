@@ -7,7 +7,7 @@ import codecs
 import sys
 from datetime import date
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, NoReturn, get_args
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import orjson
 import typer
@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from engine.cases import shown_id, validate_case
-from engine.domain import EXECUTORS, ExecutorName, Lang
+from engine.domain import EXECUTORS, LANGS, ExecutorName, Lang
 from engine.errors import (
     CalendarDataError,
     CalendarRangeError,
@@ -35,7 +35,6 @@ __all__ = [
     "EXIT_FAIL",
     "EXIT_INVALID",
     "EXIT_OK",
-    "LANGS",
     "AsOf",
     "DataDirOption",
     "ExecutorOption",
@@ -75,7 +74,6 @@ AsOf = Annotated[
 ]
 DEFAULT_PACK = "ningbo-2020"
 PackOption = Annotated[str, typer.Option("--pack", help="Pack name or folder.")]
-LANGS: tuple[Lang, ...] = get_args(Lang)
 LangOption = Annotated[str, typer.Option("--lang", help=f"Message language: {' or '.join(LANGS)}.")]
 ExecutorOption = Annotated[
     str, typer.Option("--executor", "--engine", help=f"Executor: {' or '.join(EXECUTORS)}.")
