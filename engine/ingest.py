@@ -38,17 +38,9 @@ from pydantic import AfterValidator, BaseModel
 from pydantic_core import PydanticUndefined
 
 from engine.batch import NAT_DAY, Batch, Pauses, date_rows, exemption_columns
-from engine.cases import (
-    CASE_MODELS,
-    MAX_DEPTH,
-    NUMBER_TEXT,
-    TIMESTAMP_TEXT,
-    Exemption,
-    Pause,
-    calendar_bounds,
-    leaf_types,
-)
+from engine.cases import CASE_MODELS, MAX_DEPTH, Exemption, Pause, leaf_types
 from engine.domain import EPOCH_ORDINAL, PAUSE_REASONS
+from engine.values import NUMBER_TEXT, TIMESTAMP_TEXT, calendar_bounds
 
 __all__ = [
     "Block",

@@ -22,12 +22,11 @@ from engine.cases import (
     WaterConnection,
     case_adapter,
     case_json_schema,
-    local_date,
-    to_fen,
     validate_case,
 )
 from engine.domain import SHANGHAI
 from engine.errors import CaseError, InvalidCase
+from engine.values import local_date, to_fen
 
 # One minimal valid record per kind; tests copy and break them.
 VALID: dict[str, dict[str, Any]] = {
