@@ -19,14 +19,8 @@ from engine.calendar import WorkdayIndex
 from engine.domain import NO_GROUP, Period
 from engine.executors.columnar import COMPARE, compile_predicate, fact_series
 from engine.executors.plan import lower
-from engine.rules import (
-    AggregateRule,
-    FieldMeasure,
-    RulePack,
-    WorkingDaysMeasure,
-    iter_leaves,
-    measure_fields,
-)
+from engine.packs import RulePack
+from engine.rules import AggregateRule, FieldMeasure, WorkingDaysMeasure, iter_leaves, measure_fields
 
 __all__ = [
     "PERIOD_MONTHS",

@@ -22,7 +22,7 @@ from engine.domain import KINDS, SHANGHAI, ExecutorName, Lang
 from engine.errors import CalendarRangeError, CaseError
 from engine.executors.plan import KindPlan, plan_kind, status_of
 from engine.measures import Measured, measure_batch
-from engine.rules import RulePack, load_packs, referenced_fields
+from engine.packs import RulePack, load_packs, referenced_fields
 from engine.verdicts import SerialisedVerdicts, Verdict, VerdictBuilder
 
 __all__ = [

@@ -16,7 +16,8 @@ from engine.calendar import WorkdayIndex
 from engine.core import Engine
 from engine.domain import Kind
 from engine.errors import CalendarRangeError, InvalidCase, RulePackError
-from engine.rules import Rule, RulePack, Strict, _format_location
+from engine.packs import RulePack, format_location
+from engine.rules import Rule, Strict
 from engine.verdicts import Status
 
 __all__ = [
@@ -78,7 +79,7 @@ def load_examples(pack: RulePack, folder: Path) -> list[tuple[str, Example, dict
         try:
             examples = ExampleFile.model_validate(yaml.safe_load(path.read_bytes())).examples
         except ValidationError as exc:
-            problems.extend(f"{path}: {_format_location(e['loc'])}: {e['msg']}" for e in exc.errors())
+            problems.extend(f"{path}: {format_location(e['loc'])}: {e['msg']}" for e in exc.errors())
             continue
         except yaml.YAMLError as exc:
             problems.append(f"{path}: {exc}")

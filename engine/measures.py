@@ -21,13 +21,13 @@ from engine.batch import DAY_DTYPE, NAT, NAT_DAY, Batch
 from engine.calendar import WorkdayIndex
 from engine.domain import PAUSE_REASONS
 from engine.errors import CalendarRangeError
+from engine.packs import RulePack
 from engine.rules import (
     CalendarDaysMeasure,
     FieldMeasure,
     MonthsMeasure,
     RatioMeasure,
     Rule,
-    RulePack,
     WorkingDaysMeasure,
 )
 

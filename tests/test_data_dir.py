@@ -24,8 +24,8 @@ from engine.calendar import load_calendar
 from engine.cases import validate_case
 from engine.cli import app
 from engine.errors import CalendarRangeError, RulePackError
+from engine.packs import load_packs
 from engine.resources import ENV_DATA
-from engine.rules import load_packs
 from engine.scan import Scanner
 from tests.builders import water
 

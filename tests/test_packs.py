@@ -14,7 +14,7 @@ from engine import Engine
 from engine.calendar import load_calendar
 from engine.cases import validate_case
 from engine.errors import RulePackError
-from engine.rules import load_pack_from
+from engine.packs import load_pack_from
 from tests.builders import water
 
 CASECHECK = str(Path(sys.executable).parent / "casecheck")

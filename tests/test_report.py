@@ -20,9 +20,9 @@ import pytest
 
 from engine import Engine
 from engine.generate import generate_cases, write_cases
+from engine.packs import load_pack
 from engine.reading import input_files
 from engine.report import DRILL_ROWS, ReportData, failing_order, render_html, write_report
-from engine.rules import load_pack
 from engine.scan import Scanner
 
 AS_OF = "2026-11-24"

@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from engine.rules import load_pack
+from engine.packs import load_pack
 
 CASECHECK = str(Path(sys.executable).parent / "casecheck")
 

@@ -11,8 +11,8 @@ import pytest
 import yaml
 
 from engine.errors import RulePackError
+from engine.packs import load_pack, load_pack_from
 from engine.resources import shipped_dir
-from engine.rules import load_pack, load_pack_from
 
 CASECHECK = str(Path(sys.executable).parent / "casecheck")
 PACK = shipped_dir("rules") / "ningbo-2020"

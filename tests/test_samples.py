@@ -16,7 +16,7 @@ import pytest
 
 from engine import Engine
 from engine.domain import KINDS
-from engine.rules import load_pack
+from engine.packs import load_pack
 from tests.builders import PER_CASE_RULES
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -21,8 +21,8 @@ from engine import Engine
 from engine.api import Settings, create_app
 from engine.domain import SHANGHAI
 from engine.errors import RulePackError
+from engine.packs import load_pack_from
 from engine.resources import shipped_dir
-from engine.rules import load_pack_from
 from engine.watch import ManualClock, StaleUpdate, Watcher, WatchStore
 from tests.builders import property_registration, water
 

@@ -13,8 +13,9 @@ from engine.calendar import load_calendar
 from engine.errors import (
     RulePackError,
 )
+from engine.packs import diff_packs, load_pack, load_pack_from, pack_folders
 from engine.resources import local_data_dir, shipped_dir
-from engine.rules import AggregateRule, diff_packs, load_pack, load_pack_from, pack_folders
+from engine.rules import AggregateRule
 
 if TYPE_CHECKING:
     pass

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from datetime import date
 
 from engine.domain import EPOCH
+from engine.packs import RulePack
 from engine.rules import (
     AllOf,
     CalendarDaysMeasure,
@@ -27,7 +28,6 @@ from engine.rules import (
     MonthsMeasure,
     NotOf,
     Rule,
-    RulePack,
     Scalar,
     WorkingDaysMeasure,
 )

@@ -18,8 +18,9 @@ import polars as pl
 
 from engine.aggregates import PERIOD_MONTHS, period_label
 from engine.domain import NO_GROUP, Period
+from engine.packs import RulePack, load_pack, load_packs
 from engine.report.words import OP_ZH, unit_name
-from engine.rules import MonthsMeasure, RulePack, load_pack, load_packs
+from engine.rules import MonthsMeasure
 from engine.verdicts import quantity
 
 __all__ = [
