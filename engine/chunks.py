@@ -35,6 +35,7 @@ __all__ = [
     "VERDICT_NAMES",
     "ChunkChecker",
     "ChunkOutcome",
+    "failed_rules",
     "repeat_errors",
     "roll_up_verdicts",
     "without_repeats",
@@ -174,7 +175,7 @@ def roll_up_verdicts(ranks: np.ndarray) -> np.ndarray:
     return ranks.max(axis=1)
 
 
-def _failed_rules(fails: np.ndarray, rule_ids: list[str]) -> pl.Series:
+def failed_rules(fails: np.ndarray, rule_ids: list[str]) -> pl.Series:
     """Per case, the ids of its failing rules, as one Arrow list column built from offsets: a Python
     list per case would cost more than checking the case."""
     rows, columns = np.nonzero(fails)  # row-major: each case's failures together, in rule order
@@ -324,7 +325,7 @@ class ChunkChecker:
                 "district": district,
                 "department": batch.columns["department"].tolist(),
                 "verdict": pl.Series(VERDICT_NAMES, dtype=pl.String).gather(verdict),
-                "failed_rules": _failed_rules(fails, tables.rule_ids.to_list()),
+                "failed_rules": failed_rules(fails, tables.rule_ids.to_list()),
             },
             schema=VERDICTS_SCHEMA,
         )

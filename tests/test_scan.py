@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from engine import Engine
 from engine.cases import validate_case
-from engine.chunks import _failed_rules
+from engine.chunks import failed_rules
 from engine.errors import RulePackError
 from engine.generate import generate_cases, write_cases
 from engine.reading import input_files
@@ -286,8 +286,8 @@ def test_seen_case_ids_match_a_dict(chunks: list[list[str | None]]) -> None:
 
 def test_failed_rules_lists_each_cases_failures_in_rule_order() -> None:
     fails = np.array([[False, True, True], [False, False, False], [True, False, False]])
-    assert _failed_rules(fails, ["a", "b", "c"]).to_list() == [["b", "c"], [], ["a"]]
-    assert _failed_rules(np.zeros((2, 0), bool), []).to_list() == [[], []]
+    assert failed_rules(fails, ["a", "b", "c"]).to_list() == [["b", "c"], [], ["a"]]
+    assert failed_rules(np.zeros((2, 0), bool), []).to_list() == [[], []]
 
 
 def test_read_ahead_keeps_order_and_passes_on_a_failure() -> None:
