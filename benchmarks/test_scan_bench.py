@@ -9,7 +9,7 @@ folder). Groups:
   processes. Goals: NDJSON within 4× of the floor (2× beyond that); Parquet at least 300,000 cases/s;
   workers never slower than one process.
 * ``executors``: the columnar executor on in-memory columns (measured batches, no I/O or validation):
-  goal ≥ 5 million case evaluations per second; and the durable executor on the same 100,000 cases.
+  goal ≥ 10 million case evaluations per second; and the durable executor on the same 100,000 cases.
 """
 
 from __future__ import annotations
