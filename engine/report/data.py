@@ -294,7 +294,8 @@ def _drill(results: pl.LazyFrame) -> dict[str, dict[str, Any]]:
         )
         .collect()
     )
-    drill: dict[str, dict[str, Any]] = {r: {"total": int(n), "rows": []} for r, n in totals.items()}
+    # By rule id: group_by gives the rules in any order, and the report must not change between renders.
+    drill: dict[str, dict[str, Any]] = {r: {"total": int(n), "rows": []} for r, n in sorted(totals.items())}
     for rule_id, *row in top.iter_rows():
         value = row[2]
         if value is not None and value.endswith(".0"):
