@@ -12,7 +12,10 @@ Reading JSON as text needs one more guard: Polars turns a number or an object in
 schema says text, keeps the first of two equal keys (orjson the last) and reads ``null`` as absent. Two
 regex passes over the lines count the known keys and look for a text field with a value that is not a
 string; a row with a key Polars did not fill (a repeat, an explicit null) or such a value goes to
-pydantic too. Exporters that write ``null`` for absent fields therefore take the slow path.
+pydantic too. An explicit null where the models read it as absent (an optional field) or refuse absence
+too (a required one) is first replaced by a stand-in value that Polars fills, so that the count still
+sees every key and its repeats, and the stand-ins are turned back into nulls once counted: exporters
+that write ``null`` for absent fields keep the fast path.
 """
 
 from __future__ import annotations
@@ -173,19 +176,108 @@ def _key_patterns() -> tuple[str, str]:
     where text belongs matches the second, and such rows go to pydantic (see the module docstring). A
     key spelt with escapes (``"case\\u005fid"``) would lower the count and could hide one of the others,
     so escaped ASCII sends its row to pydantic too; escaped non-ASCII text cannot spell a known key.
+    The second runs on the lines as written: it lets through a null that ``_null_stand_ins`` replaces
+    (no other JSON value starts with ``n``), and keeps every stand-in value of the read lines unique to
+    them, since a line that spells one itself is escaped ASCII.
     """
     known: set[str] = set()
-    text: set[str] = set()
+    text: dict[bool, set[str]] = {True: set(), False: set()}  # by whether null has a stand-in
     # The same fields, nested ones included, as the frame schema whose values ``_present_keys`` counts.
     for spec in _nested(_column_specs().values()):
         known.add(spec.name)
         if spec.form == "text":
-            text.add(spec.name)
+            text[spec.name in _null_stand_ins()].add(spec.name)
     space = "[ \t\r\n]*"
-    return (
-        rf'"(?:{"|".join(sorted(known))})"{space}:',
-        rf'"(?:{"|".join(sorted(text))})"{space}:{space}[^" \t\r\n]|\\u00[0-7][0-9a-fA-F]',
-    )
+    mistyped = [
+        rf'"(?:{"|".join(sorted(names))})"{space}:{space}[^" \t\r\n{"n" if stood_in else ""}]'
+        for stood_in, names in text.items()
+        if names
+    ]
+    return rf'"(?:{"|".join(sorted(known))})"{space}:', "|".join([*mistyped, r"\\u00[0-7][0-9a-fA-F]"])
+
+
+# What stands in for an explicit null until the keys are counted, a scalar's and (in its first field) a
+# sub-record's: strings no line that takes the fast path can hold (escaped ASCII, see ``_key_patterns``).
+_STAND_IN, _RECORD_STAND_IN = "\x00", "\x01"
+
+
+@functools.cache
+def _null_stand_ins() -> dict[str, bytes]:
+    """For each field whose explicit null may be read as absent, the JSON text that stands in for it.
+
+    That is a field which, wherever a model has it, is required (absent is refused too, and pydantic
+    words the error) or optional with no default but None. A scalar's stand-in is the stand-in string;
+    a sub-record's is a record whose first field (a scalar) holds it. Lists, fields with another default
+    and names that are a scalar in one model and a sub-record in another keep their nulls (and so their
+    rows go to pydantic).
+    """
+    found: dict[str, set[bytes | None]] = {}
+    for model in CASE_MODELS.values():
+        for spec in _nested(field_specs(model)):
+            found.setdefault(spec.name, set()).add(_stand_in_for(spec))
+    return {name: stand_in for name, (stand_in, *others) in found.items() if stand_in and not others}
+
+
+def _stand_in_for(spec: FieldSpec) -> bytes | None:
+    if spec.form == "list" or not (spec.required or (spec.nullable and spec.default is None)):
+        return None
+    if spec.form != "object":
+        return orjson.dumps(_STAND_IN)
+    assert spec.model is not None
+    first = field_specs(spec.model)[0]
+    assert first.form not in ("object", "list"), first  # ``_as_null`` compares it with the stand-in
+    return orjson.dumps({first.name: _RECORD_STAND_IN})
+
+
+@functools.cache
+def _null_patterns() -> list[tuple[str, str]]:
+    """(regex, replacement) pairs that put each stand-in of ``_null_stand_ins`` in place of its nulls.
+
+    Only a real key can match ``"name":`` (see ``_key_patterns``), and after it only the literal
+    ``null`` starts with ``n``."""
+    by_stand_in: dict[bytes, list[str]] = {}
+    for name, stand_in in _null_stand_ins().items():
+        by_stand_in.setdefault(stand_in, []).append(name)
+    space = "[ \t\r\n]*"
+    return [
+        (
+            rf'("(?:{"|".join(sorted(names))})"{space}:{space})null',
+            "${1}" + stand_in.decode().replace("$", "$$"),
+        )
+        for stand_in, names in by_stand_in.items()
+    ]
+
+
+def _stood_in(lines: list[bytes], text: pl.Series) -> tuple[list[bytes], pl.Series]:
+    """The lines (and their ``text``) with stand-ins for their explicit nulls, as ``_null_stand_ins``
+    says; the very arguments when no line has one."""
+    rows = text.str.contains("null", literal=True)
+    if not rows.any():
+        return lines, text
+    replaced = text.filter(rows)
+    for pattern, replacement in _null_patterns():
+        replaced = replaced.str.replace_all(pattern, replacement)
+    read = list(lines)
+    at = np.flatnonzero(rows.to_numpy())
+    for i, line in zip(at.tolist(), replaced.cast(pl.Binary).to_list(), strict=True):
+        read[i] = line
+    return read, text.clone().scatter(at, replaced)
+
+
+def _as_null(value: pl.Expr, dtype: pl.DataType, name: str | None) -> pl.Expr:
+    """``value`` (of field ``name``; None for a list item) with its stand-ins for null made null again."""
+    stand_in = _null_stand_ins().get(name) if name is not None else None
+    if isinstance(dtype, pl.List):
+        return value.list.eval(_as_null(pl.element(), dtype.inner, None))
+    if isinstance(dtype, pl.Struct):
+        parts = [_as_null(value.struct.field(f.name), f.dtype, f.name).alias(f.name) for f in dtype.fields]
+        null = value.is_null()
+        if stand_in is not None:
+            null = null | (value.struct.field(dtype.fields[0].name) == _RECORD_STAND_IN).fill_null(False)
+        return pl.when(null).then(None).otherwise(pl.struct(parts))
+    if stand_in is None:
+        return value
+    return pl.when(value == _STAND_IN).then(None).otherwise(value)
 
 
 def _present_keys() -> pl.Expr:
@@ -312,14 +404,19 @@ def read_ndjson_frames(path: Path, chunk: int, gzipped: bool = False) -> Iterato
 def ndjson_frame(name: str, lines: list[bytes], numbers: np.ndarray, retry: bool = True) -> RecordFrame:
     """NDJSON lines (each with its line number) as a frame; lines Polars cannot take go to pydantic."""
     try:  # only a file's last line can lack its newline
-        frame = pl.read_ndjson(b"".join(lines), schema=frame_schema())
+        text = pl.Series(pa.array(lines, pa.binary())).cast(pl.String)  # refuses what is not UTF-8
+        read, read_text = _stood_in(lines, text)
+        frame = pl.read_ndjson(b"".join(read), schema=frame_schema())
     except pl.exceptions.PolarsError:
         return _line_by_line(name, lines, numbers, retry)
-    text = pl.Series(pa.array(lines, pa.binary())).cast(pl.String)  # Polars read it: valid UTF-8
     blank = text.str.contains(r"^[ \t\r\n]*$").to_numpy()  # lines Polars skips, as JSON whitespace
     if blank.any():
         lines = [lines[i] for i in np.flatnonzero(~blank).tolist()]
-        numbers, text = numbers[~blank], text.filter(pl.Series(~blank))
+        numbers, text, read_text = (
+            numbers[~blank],
+            text.filter(pl.Series(~blank)),
+            read_text.filter(pl.Series(~blank)),
+        )
     if len(lines) != frame.height:
         return _line_by_line(name, lines, numbers, retry)
     keys, mistyped = _key_patterns()
@@ -327,7 +424,10 @@ def ndjson_frame(name: str, lines: list[bytes], numbers: np.ndarray, retry: bool
     # A line with more brackets than the nesting cap might nest too deep in an unknown field (which the
     # frame does not read): pydantic decides.
     shallow = text.str.count_matches(r"[\[{]") <= MAX_DEPTH
-    typed = ((text.str.count_matches(keys) == present) & ~text.str.contains(mistyped) & shallow).to_numpy()
+    counted = read_text.str.count_matches(keys) == present
+    typed = (counted & ~text.str.contains(mistyped) & shallow).to_numpy()
+    if read is not lines:  # the stand-ins counted, they are nulls again
+        frame = frame.select(_as_null(pl.col(c), t, c).alias(c) for c, t in frame_schema().items())
     whole = RecordFrame(name, frame, numbers, lines, [])
     if typed.all():
         return whole
