@@ -164,7 +164,7 @@ def test_explicit_null_where_the_models_refuse_it_is_reported_as_today(
         validate_case(record)
     (tmp_path / "in.ndjson").write_bytes(orjson.dumps(record) + b"\n")
     (chunk,) = read_ndjson_frames(tmp_path / "in.ndjson", 10)
-    checker = ChunkChecker(Engine.load(engine="columnar"), date(2026, 11, 24), "month", None)
+    checker = ChunkChecker(Engine.load(executor="columnar"), date(2026, 11, 24), "month", None)
     checked, records = validate_frame(chunk, checker.fields)
     assert (checked, [r.record for r in records]) == ([], [record])
     outcome = checker.check(chunk)
