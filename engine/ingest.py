@@ -1,7 +1,8 @@
-"""Records as columns: NDJSON and Parquet chunks read by Polars and validated a column at a time.
+"""Records as columns: NDJSON and Parquet chunks (``engine.reading``'s blocks) made Polars frames and
+validated a column at a time.
 
-pydantic validates one record at a time, ~20 µs each; at scan scale that costs more than every other
-stage together. Here a chunk is read into one Polars frame (one schema for every kind, scalars as text)
+pydantic validates one record at a time; at scan scale that costs more than every other stage together
+(benchmarks/test_check_bench.py's validate stage against the scan benchmarks). Here a chunk is read into one Polars frame (one schema for every kind, scalars as text)
 and each field of each kind is checked with column expressions that accept a *subset* of what the case
 models accept and convert it the same way. A row that passes every check becomes part of a ``Batch``
 without a Python object per field; every other row, a real error or merely a form these checks do not
@@ -20,15 +21,11 @@ that write ``null`` for absent fields keep the fast path.
 
 from __future__ import annotations
 
-import codecs
 import functools
-import gzip
-import itertools
 import typing
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import date
-from pathlib import Path
 from typing import Any, Literal
 
 import annotated_types
@@ -36,7 +33,6 @@ import numpy as np
 import orjson
 import polars as pl
 import pyarrow as pa
-import pyarrow.parquet as pq
 from pydantic import AfterValidator, BaseModel
 from pydantic_core import PydanticUndefined
 
@@ -46,17 +42,12 @@ from engine.domain import EPOCH_ORDINAL, PAUSE_REASONS
 from engine.values import NUMBER_TEXT, TIMESTAMP_TEXT, calendar_bounds
 
 __all__ = [
-    "Block",
     "Located",
     "RecordFrame",
     "ValidatedKind",
     "field_specs",
     "frame_schema",
-    "ndjson_blocks",
     "ndjson_frame",
-    "parquet_blocks",
-    "read_ndjson_frames",
-    "read_parquet_frames",
     "table_frame",
     "validate_frame",
 ]
@@ -365,42 +356,6 @@ def _without_nulls(value: Any) -> Any:
     return value
 
 
-@dataclass(frozen=True)
-class Block:
-    """A chunk of a file as read, before it becomes a ``RecordFrame``: NDJSON lines or Parquet rows, each
-    numbered. Reading one is cheap and it is small to send to another process, which can build the frame."""
-
-    file: str
-    rows: list[bytes] | pa.Table
-    numbers: np.ndarray  # int64: the line (or row) of each of ``rows``
-
-    def frame(self) -> RecordFrame:
-        if isinstance(self.rows, list):
-            return ndjson_frame(self.file, self.rows, self.numbers)
-        return table_frame(self.file, self.rows, self.numbers)
-
-
-def ndjson_blocks(path: Path, chunk: int, gzipped: bool = False) -> Iterator[Block]:
-    """Blocks of ``chunk`` lines of an NDJSON file (gzipped or not); a UTF-8 byte order mark at the start is
-    skipped."""
-    with gzip.open(path, "rb") if gzipped else path.open("rb") as handle:
-        first = 1
-        while lines := list(itertools.islice(handle, chunk)):  # lines split in C, not a Python loop
-            if first == 1:
-                lines[0] = lines[0].removeprefix(codecs.BOM_UTF8)
-            yield Block(str(path), lines, np.arange(first, first + len(lines), dtype=np.int64))
-            first += len(lines)
-
-
-def read_ndjson_frames(path: Path, chunk: int, gzipped: bool = False) -> Iterator[RecordFrame]:
-    """Chunks of an NDJSON file as frames; lines that are not JSON go to the chunk's ``unreadable``.
-
-    A chunk Polars refuses as a whole (a broken line, a value of an impossible shape) is read again line
-    by line with orjson, so one bad line costs its chunk the fast path, never its neighbours' verdicts.
-    """
-    return (block.frame() for block in ndjson_blocks(path, chunk, gzipped))
-
-
 def ndjson_frame(name: str, lines: list[bytes], numbers: np.ndarray, retry: bool = True) -> RecordFrame:
     """NDJSON lines (each with its line number) as a frame; lines Polars cannot take go to pydantic."""
     try:  # only a file's last line can lack its newline
@@ -462,19 +417,6 @@ def _line_by_line(name: str, lines: list[bytes], numbers: np.ndarray, retry: boo
         chunk = RecordFrame.of_records(name, records)
     chunk.unreadable = unreadable
     return chunk
-
-
-def parquet_blocks(path: Path, chunk: int) -> Iterator[Block]:
-    """Blocks of ``chunk`` rows of a Parquet file, as Arrow tables."""
-    row = 1
-    for batch in pq.ParquetFile(path).iter_batches(batch_size=chunk):
-        yield Block(str(path), pa.Table.from_batches([batch]), np.arange(row, row + batch.num_rows))
-        row += batch.num_rows
-
-
-def read_parquet_frames(path: Path, chunk: int) -> Iterator[RecordFrame]:
-    """Row groups of a Parquet file as frames in the text schema (``table_frame``)."""
-    return (block.frame() for block in parquet_blocks(path, chunk))
 
 
 def table_frame(name: str, table: pa.Table, numbers: np.ndarray) -> RecordFrame:

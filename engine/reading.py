@@ -7,18 +7,37 @@ from __future__ import annotations
 
 import codecs
 import contextlib
+import gzip
+import itertools
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import orjson
 import pyarrow as pa
 import pyarrow.csv as pa_csv
+import pyarrow.parquet as pq
 
 from engine.errors import InputError
-from engine.ingest import Block, Located, RecordFrame, ndjson_blocks, parquet_blocks
+from engine.ingest import Located, RecordFrame, ndjson_frame, table_frame
 
-__all__ = ["CHUNK", "FRAME_CHUNK", "GZIP", "SUFFIXES", "as_frame", "input_files", "input_form", "read_chunks"]
+__all__ = [
+    "CHUNK",
+    "FRAME_CHUNK",
+    "GZIP",
+    "SUFFIXES",
+    "Block",
+    "as_frame",
+    "input_files",
+    "input_form",
+    "ndjson_blocks",
+    "parquet_blocks",
+    "read_chunks",
+    "read_ndjson_frames",
+    "read_parquet_frames",
+]
 
 SUFFIXES = {".ndjson": "ndjson", ".jsonl": "ndjson", ".json": "json", ".csv": "csv", ".parquet": "parquet"}
 GZIP = ".gz"  # any text form may be gzipped (.ndjson.gz, .jsonl.gz, .json.gz, .csv.gz)
@@ -126,3 +145,52 @@ def read_chunks(path: Path) -> Iterator[Block | RecordFrame]:
 
 def as_frame(chunk: Block | RecordFrame) -> RecordFrame:
     return chunk.frame() if isinstance(chunk, Block) else chunk
+
+
+@dataclass(frozen=True)
+class Block:
+    """A chunk of a file as read, before it becomes a ``RecordFrame``: NDJSON lines or Parquet rows, each
+    numbered. Reading one is cheap and it is small to send to another process, which can build the frame."""
+
+    file: str
+    rows: list[bytes] | pa.Table
+    numbers: np.ndarray  # int64: the line (or row) of each of ``rows``
+
+    def frame(self) -> RecordFrame:
+        if isinstance(self.rows, list):
+            return ndjson_frame(self.file, self.rows, self.numbers)
+        return table_frame(self.file, self.rows, self.numbers)
+
+
+def ndjson_blocks(path: Path, chunk: int, gzipped: bool = False) -> Iterator[Block]:
+    """Blocks of ``chunk`` lines of an NDJSON file (gzipped or not); a UTF-8 byte order mark at the start is
+    skipped."""
+    with gzip.open(path, "rb") if gzipped else path.open("rb") as handle:
+        first = 1
+        while lines := list(itertools.islice(handle, chunk)):  # lines split in C, not a Python loop
+            if first == 1:
+                lines[0] = lines[0].removeprefix(codecs.BOM_UTF8)
+            yield Block(str(path), lines, np.arange(first, first + len(lines), dtype=np.int64))
+            first += len(lines)
+
+
+def read_ndjson_frames(path: Path, chunk: int, gzipped: bool = False) -> Iterator[RecordFrame]:
+    """Chunks of an NDJSON file as frames; lines that are not JSON go to the chunk's ``unreadable``.
+
+    A chunk Polars refuses as a whole (a broken line, a value of an impossible shape) is read again line
+    by line with orjson, so one bad line costs its chunk the fast path, never its neighbours' verdicts.
+    """
+    return (block.frame() for block in ndjson_blocks(path, chunk, gzipped))
+
+
+def parquet_blocks(path: Path, chunk: int) -> Iterator[Block]:
+    """Blocks of ``chunk`` rows of a Parquet file, as Arrow tables."""
+    row = 1
+    for batch in pq.ParquetFile(path).iter_batches(batch_size=chunk):
+        yield Block(str(path), pa.Table.from_batches([batch]), np.arange(row, row + batch.num_rows))
+        row += batch.num_rows
+
+
+def read_parquet_frames(path: Path, chunk: int) -> Iterator[RecordFrame]:
+    """Row groups of a Parquet file as frames in the text schema (``table_frame``)."""
+    return (block.frame() for block in parquet_blocks(path, chunk))

@@ -39,7 +39,8 @@ from engine.chunks import RESULTS_SCHEMA, VERDICTS_SCHEMA, ChunkChecker, without
 from engine.core import Engine, Setup
 from engine.domain import TIME_ZONE, Period
 from engine.errors import CalendarRangeError, RecordError, SparkInputError
-from engine.ingest import Block, frame_schema
+from engine.ingest import frame_schema
+from engine.reading import Block
 from engine.scan import ScanTotals, scan_summary
 
 __all__ = [

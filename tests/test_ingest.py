@@ -31,14 +31,8 @@ from engine.core import Engine
 from engine.domain import SHANGHAI
 from engine.errors import InvalidCase
 from engine.generate import generate_cases, write_cases
-from engine.ingest import (
-    FieldSpec,
-    RecordFrame,
-    field_specs,
-    read_ndjson_frames,
-    read_parquet_frames,
-    validate_frame,
-)
+from engine.ingest import FieldSpec, RecordFrame, field_specs, validate_frame
+from engine.reading import read_ndjson_frames, read_parquet_frames
 
 BASE = list(generate_cases(400, seed=11))
 
