@@ -127,6 +127,17 @@ def test_explicit_null_for_an_optional_field_takes_the_fast_path(
     assert check_chunks(chunks, dict(enumerate(records, 1)), fields) == (600, 0)
 
 
+def checked_by_pydantic(tmp_path: Path, record: dict[str, Any]) -> Any:
+    """The scan's outcome of a one-line file holding ``record``, asserting the column checks left the
+    record to pydantic."""
+    (tmp_path / "in.ndjson").write_bytes(orjson.dumps(record) + b"\n")
+    (chunk,) = read_ndjson_frames(tmp_path / "in.ndjson", 10)
+    checker = ChunkChecker(Engine.load(executor="columnar"), date(2026, 11, 24), "month", None)
+    checked, records = validate_frame(chunk, checker.fields)
+    assert (checked, [r.record for r in records]) == ([], [record])
+    return checker.check(chunk)
+
+
 @pytest.mark.parametrize(
     "path",
     [
@@ -156,12 +167,7 @@ def test_explicit_null_where_the_models_refuse_it_is_reported_as_today(
     _set(record, path, None)
     with pytest.raises(InvalidCase) as refused:
         validate_case(record)
-    (tmp_path / "in.ndjson").write_bytes(orjson.dumps(record) + b"\n")
-    (chunk,) = read_ndjson_frames(tmp_path / "in.ndjson", 10)
-    checker = ChunkChecker(Engine.load(executor="columnar"), date(2026, 11, 24), "month", None)
-    checked, records = validate_frame(chunk, checker.fields)
-    assert (checked, [r.record for r in records]) == ([], [record])
-    outcome = checker.check(chunk)
+    outcome = checked_by_pydantic(tmp_path, record)
     assert outcome.checked == 0
     assert [(e.line, e.path, e.message) for e in outcome.errors] == [
         (1, p.path, p.message) for p in refused.value.errors
@@ -349,12 +355,7 @@ def test_a_valid_form_the_column_checks_do_not_know_still_gets_its_verdict(tmp_p
         "materials": 1,
     }
     assert validate_case(record).special_project is True  # type: ignore[union-attr]
-    (tmp_path / "in.ndjson").write_bytes(orjson.dumps(record) + b"\n")
-    (chunk,) = read_ndjson_frames(tmp_path / "in.ndjson", 10)
-    checker = ChunkChecker(Engine.load(executor="columnar"), date(2026, 11, 24), "month", None)
-    checked, records = validate_frame(chunk, checker.fields)
-    assert (checked, [r.record for r in records]) == ([], [record])
-    outcome = checker.check(chunk)
+    outcome = checked_by_pydantic(tmp_path, record)
     assert (outcome.checked, outcome.errors) == (1, [])
 
 
